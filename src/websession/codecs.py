@@ -1,0 +1,176 @@
+"""Codecs turn a session's data into bytes for a store and back.
+
+The default, :class:`JSONCodec`, keeps exact round trips for the Python types sessions
+commonly hold (datetime, date, time, bytes, tuple, set, frozenset, UUID, Decimal) by
+tagging them. :class:`SignedPickleCodec` exists for applications that explicitly choose
+pickle; it refuses to unpickle anything without a valid HMAC.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import hmac
+import json
+import pickle
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+from .exceptions import ConfigurationError, SerializationError
+
+__all__ = ["Codec", "DecodeError", "JSONCodec", "SignedPickleCodec"]
+
+
+class DecodeError(ValueError):
+    """Stored bytes could not be decoded; the session is treated as absent."""
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """Turns a JSON-like mapping into bytes and back."""
+
+    def encode(self, value: Mapping[str, Any]) -> bytes:
+        """Return ``value`` as bytes; raise :class:`SerializationError` if it cannot."""
+        ...
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        """Return the mapping ``data`` holds; raise :class:`DecodeError` if it is damaged."""
+        ...
+
+
+# A tagged value is a one-key object whose key starts with a space, as in Flask's tagged
+# JSON: short, and a user's own one-key dict with such a key is escaped with " dict".
+_TAG = " "
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _tag(value: Any) -> Any:
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise SerializationError(
+                    f"session dict keys must be str, got {type(key).__name__} {key!r}"
+                )
+            out[key] = _tag(item)
+        if len(out) == 1 and next(iter(out)).startswith(_TAG):
+            return {" dict": out}
+        return out
+    if isinstance(value, list):
+        return [_tag(item) for item in value]
+    if isinstance(value, tuple):
+        return {" tuple": [_tag(item) for item in value]}
+    if isinstance(value, _dt.datetime):
+        return {" datetime": value.isoformat()}
+    if isinstance(value, _dt.date):
+        return {" date": value.isoformat()}
+    if isinstance(value, _dt.time):
+        return {" time": value.isoformat()}
+    if isinstance(value, bytes | bytearray):
+        return {" bytes": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, frozenset):
+        return {" frozenset": [_tag(item) for item in value]}
+    if isinstance(value, set):
+        return {" set": [_tag(item) for item in value]}
+    if isinstance(value, uuid.UUID):
+        return {" uuid": value.hex}
+    if isinstance(value, Decimal):
+        return {" decimal": str(value)}
+    raise SerializationError(
+        f"cannot store a value of type {type(value).__name__} in a JSON session; "
+        "convert it, or configure another codec"
+    )
+
+
+_UNTAG: dict[str, Callable[[Any], Any]] = {
+    " dict": lambda v: v,
+    " tuple": tuple,
+    " datetime": _dt.datetime.fromisoformat,
+    " date": _dt.date.fromisoformat,
+    " time": _dt.time.fromisoformat,
+    " bytes": lambda v: base64.b64decode(v, validate=True),
+    " frozenset": frozenset,
+    " set": set,
+    " uuid": uuid.UUID,
+    " decimal": Decimal,
+}
+
+
+def _untag(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1:
+        key = next(iter(obj))
+        if key[:1] == _TAG:
+            convert = _UNTAG.get(key)
+            if convert is not None:
+                return convert(obj[key])
+    return obj
+
+
+class JSONCodec:
+    """JSON with tagged types; the default codec. Never executes anything it reads."""
+
+    __slots__ = ("_decoder", "_encoder")
+
+    def __init__(self) -> None:
+        self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+        self._decoder = json.JSONDecoder(object_hook=_untag)
+
+    def encode(self, value: Mapping[str, Any]) -> bytes:
+        """Encode ``value`` as UTF-8 JSON."""
+        try:
+            return self._encoder.encode(_tag(dict(value))).encode("utf-8")
+        except ValueError as exc:  # circular references
+            raise SerializationError(str(exc)) from exc
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        """Decode JSON written by :meth:`encode`."""
+        try:
+            value = self._decoder.decode(data.decode("utf-8"))
+        except (ValueError, TypeError) as exc:
+            raise DecodeError(str(exc)) from exc
+        if not isinstance(value, dict):
+            raise DecodeError("session payload is not an object")
+        return value
+
+
+class SignedPickleCodec:
+    """Pickle, signed with HMAC-SHA256; only for applications that choose it explicitly.
+
+    ``secret_keys`` may be one key or a list: the first signs, all verify, so keys can
+    rotate. Data without a valid signature is never unpickled.
+    """
+
+    __slots__ = ("_keys",)
+    _DIGEST = hashlib.sha256().digest_size
+
+    def __init__(self, secret_keys: str | bytes | Sequence[str | bytes]) -> None:
+        keys = [secret_keys] if isinstance(secret_keys, str | bytes) else list(secret_keys)
+        encoded = [k.encode() if isinstance(k, str) else bytes(k) for k in keys]
+        if not encoded or any(len(k) < 32 for k in encoded):
+            raise ConfigurationError(
+                "SignedPickleCodec: every secret key must be at least 32 bytes", key="secret_keys"
+            )
+        self._keys = encoded
+
+    def encode(self, value: Mapping[str, Any]) -> bytes:
+        """Pickle ``value`` and prepend its signature."""
+        try:
+            body = pickle.dumps(dict(value), protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise SerializationError(str(exc)) from exc
+        return hmac.digest(self._keys[0], body, "sha256") + body
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        """Verify the signature with every key, then unpickle."""
+        mac, body = data[: self._DIGEST], data[self._DIGEST :]
+        if not any(hmac.compare_digest(mac, hmac.digest(k, body, "sha256")) for k in self._keys):
+            raise DecodeError("bad signature")
+        value = pickle.loads(body)  # noqa: S301 - authenticated above
+        if not isinstance(value, dict):
+            raise DecodeError("session payload is not a dict")
+        return value

@@ -1,0 +1,70 @@
+"""The exceptions websession raises; every one derives from :class:`WebSessionError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "MissingDependencyError",
+    "SerializationError",
+    "SessionConflictError",
+    "SessionModeError",
+    "StoreUnavailableError",
+    "UnknownProviderError",
+    "WebSessionError",
+]
+
+
+class WebSessionError(Exception):
+    """Base class of every error websession raises on purpose."""
+
+
+class ConfigurationError(WebSessionError, ValueError):
+    """A manager or provider configuration is malformed; the message names the key."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class UnknownProviderError(ConfigurationError, LookupError):
+    """No provider is registered under the requested name."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        listed = ", ".join(sorted(known)) or "none"
+        super().__init__(
+            f"unknown session provider {name!r} (registered: {listed}); "
+            "register it with websession.register() or the 'websession.providers' entry point",
+            key="provider",
+        )
+        self.name = name
+
+
+class MissingDependencyError(WebSessionError, ImportError):
+    """A provider's driver is not installed; the message names the extra to install."""
+
+    def __init__(self, provider: str, extra: str, module: str) -> None:
+        super().__init__(
+            f"the {provider!r} session provider needs {module!r}: "
+            f"pip install 'websession[{extra}]'"
+        )
+        self.extra = extra
+
+
+class StoreUnavailableError(WebSessionError):
+    """The session store cannot be reached; an application can answer 503.
+
+    The driver's own exception is chained as ``__cause__``. Nothing was half-written:
+    every write a provider does is a single atomic operation.
+    """
+
+
+class SessionConflictError(WebSessionError):
+    """A save kept losing compare-and-set races and gave up after its retry budget."""
+
+
+class SerializationError(WebSessionError, TypeError):
+    """A session value cannot be encoded by the configured codec."""
+
+
+class SessionModeError(WebSessionError, TypeError):
+    """A blocking call was made where only its async twin may run (or the reverse)."""

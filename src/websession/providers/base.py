@@ -1,0 +1,307 @@
+"""The provider contracts.
+
+Two contracts live here:
+
+* :class:`Provider` and :class:`Store` are the seed's interfaces (beego's ``Provider`` and
+  ``Store``) in snake_case. A provider written the seed's way — its own session class and
+  provider class — satisfies them and can be registered.
+* :class:`BaseProvider` is what websession's own providers subclass. A subclass does only
+  its own I/O, through seven primitives over opaque :class:`Record` values; everything else
+  (IDs, expiry, change tracking, merging of concurrent changes, cookies, codecs) lives in
+  the engine and is shared. ``BaseProvider`` implements the seed interface on top of them.
+
+The concurrency contract every ``BaseProvider`` keeps:
+
+* ``create`` writes only if no live record has that ID, so a new ID can never overwrite one;
+* ``update`` writes only if a live record exists *and* its version is the expected one, so a
+  save can never resurrect a destroyed or regenerated session, and a save that raced with
+  another is detected (the engine reloads, re-applies only its own changes and retries);
+* every write is one atomic operation: a failure leaves the old record or the new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, Protocol, TypeVar, runtime_checkable
+
+from ..exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from .._core import Engine
+    from .._session import SessionStore
+
+__all__ = ["BaseProvider", "Provider", "Record", "Store", "parse_options"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored session: opaque bytes, the time it may be dropped, and its version.
+
+    ``expires_at`` is a Unix timestamp; a provider treats a record past it as absent and
+    may delete it. ``version`` is chosen by the engine; a provider stores it as given and
+    compares it in :meth:`BaseProvider.update`.
+    """
+
+    payload: bytes
+    expires_at: float
+    version: int
+
+
+@runtime_checkable
+class Store(Protocol):
+    """One session, the seed's ``Store`` interface."""
+
+    def set(self, key: str, value: Any) -> None:
+        """Set a value."""
+        ...
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return a value, or ``default``."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove a value."""
+        ...
+
+    def session_id(self) -> str:
+        """Return the session's ID."""
+        ...
+
+    def session_release(self, headers: list[tuple[str, str]]) -> None:
+        """Persist the session; append any response headers it needs to ``headers``."""
+        ...
+
+    def flush(self) -> None:
+        """Remove every value."""
+        ...
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A session provider, the seed's ``Provider`` interface."""
+
+    def session_init(self, max_lifetime: int, config: Any) -> None:
+        """Configure the provider; ``config`` is the manager's ``providerConfig``."""
+        ...
+
+    def session_read(self, sid: str) -> Store:
+        """Return the session ``sid``, creating it if it does not exist."""
+        ...
+
+    def session_exist(self, sid: str) -> bool:
+        """Tell whether a live session ``sid`` exists."""
+        ...
+
+    def session_regenerate(self, old_sid: str, sid: str) -> Store:
+        """Move session ``old_sid`` to the ID ``sid`` and return it."""
+        ...
+
+    def session_destroy(self, sid: str) -> None:
+        """Delete session ``sid``."""
+        ...
+
+    def session_all(self) -> int:
+        """Count live sessions."""
+        ...
+
+    def session_gc(self) -> None:
+        """Remove expired sessions."""
+        ...
+
+
+def parse_options(config: Any, known: Mapping[str, type], *, provider: str) -> dict[str, Any]:
+    """Read a provider's options from a JSON string or a mapping.
+
+    Keys match ``known`` case-insensitively and without underscores, as Go's decoder
+    matches the seed's keys; an unknown key or a value of the wrong type is a
+    :class:`ConfigurationError` naming it.
+    """
+    import json
+
+    if config in ("", None):
+        return {}
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(
+                f"providerConfig for {provider!r}: invalid JSON at line {exc.lineno}, "
+                f"column {exc.colno}: {exc.msg}",
+                key="providerConfig",
+            ) from None
+    if not isinstance(config, Mapping):
+        raise ConfigurationError(
+            f"providerConfig for {provider!r} must be a JSON object or a mapping",
+            key="providerConfig",
+        )
+    folded = {name.replace("_", "").lower(): name for name in known}
+    options: dict[str, Any] = {}
+    for key, value in config.items():
+        name = folded.get(str(key).replace("_", "").lower())
+        if name is None:
+            raise ConfigurationError(
+                f"providerConfig for {provider!r}: unknown key {key!r} "
+                f"(known: {', '.join(sorted(known))})",
+                key=str(key),
+            )
+        kind = known[name]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigurationError(
+                f"providerConfig for {provider!r}: {key} must be {kind.__name__}, got {value!r}",
+                key=str(key),
+            )
+        options[name] = value
+    return options
+
+
+class BaseProvider(ABC):
+    """Base class of storage providers: implement the primitives, inherit the rest.
+
+    Subclasses implement :meth:`read`, :meth:`create`, :meth:`update`, :meth:`touch`,
+    :meth:`delete`, :meth:`count` and :meth:`gc`. Their async twins (``aread`` …) run the
+    sync primitive directly when :attr:`blocking` is false (the memory provider) and in a
+    worker thread otherwise; a provider with a native async driver overrides them.
+    """
+
+    #: Whether the sync primitives block on I/O. A non-blocking provider may be used from
+    #: an event loop through its sync methods.
+    blocking: ClassVar[bool] = True
+    #: Driver exceptions that mean "the store is unreachable"; the engine turns them into
+    #: :class:`~websession.StoreUnavailableError`.
+    unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = (ConnectionError, TimeoutError)
+
+    _seed_engine: Engine | None = None
+
+    # -- configuration ----------------------------------------------------------------
+
+    def configure(self, config: Any) -> None:
+        """Apply the manager's ``providerConfig``; this default accepts only an empty one."""
+        parse_options(config, {}, provider=type(self).__name__)
+
+    # -- the primitives ---------------------------------------------------------------
+
+    @abstractmethod
+    def read(self, sid: str) -> Record | None:
+        """Return the live record ``sid``, or ``None`` if it is absent or expired."""
+
+    @abstractmethod
+    def create(self, sid: str, record: Record) -> bool:
+        """Store ``record`` under a new ``sid``; return ``False`` if a live one exists."""
+
+    @abstractmethod
+    def update(self, sid: str, record: Record, expected_version: int) -> bool:
+        """Replace the live record ``sid`` if its version is ``expected_version``.
+
+        Return ``False``, writing nothing, if the record is absent, expired or at another
+        version.
+        """
+
+    @abstractmethod
+    def touch(self, sid: str, expires_at: float) -> bool:
+        """Move the live record's expiry to ``expires_at``; ``False`` if it is absent."""
+
+    @abstractmethod
+    def delete(self, sid: str) -> None:
+        """Remove record ``sid`` if it exists."""
+
+    @abstractmethod
+    def count(self) -> int:
+        """Return the number of live records."""
+
+    @abstractmethod
+    def gc(self) -> int:
+        """Remove expired records; return how many were removed (if known, else 0)."""
+
+    def close(self) -> None:
+        """Release connections or files the provider holds."""
+
+    # -- async twins ------------------------------------------------------------------
+
+    async def _offload(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if not self.blocking:
+            return fn(*args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def aread(self, sid: str) -> Awaitable[Record | None]:
+        """Async twin of :meth:`read`."""
+        return self._offload(self.read, sid)
+
+    def acreate(self, sid: str, record: Record) -> Awaitable[bool]:
+        """Async twin of :meth:`create`."""
+        return self._offload(self.create, sid, record)
+
+    def aupdate(self, sid: str, record: Record, expected_version: int) -> Awaitable[bool]:
+        """Async twin of :meth:`update`."""
+        return self._offload(self.update, sid, record, expected_version)
+
+    def atouch(self, sid: str, expires_at: float) -> Awaitable[bool]:
+        """Async twin of :meth:`touch`."""
+        return self._offload(self.touch, sid, expires_at)
+
+    def adelete(self, sid: str) -> Awaitable[None]:
+        """Async twin of :meth:`delete`."""
+        return self._offload(self.delete, sid)
+
+    def acount(self) -> Awaitable[int]:
+        """Async twin of :meth:`count`."""
+        return self._offload(self.count)
+
+    def agc(self) -> Awaitable[int]:
+        """Async twin of :meth:`gc`."""
+        return self._offload(self.gc)
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        await self._offload(self.close)
+
+    # -- the seed's Provider interface, over the primitives ---------------------------
+
+    def session_init(self, max_lifetime: int, config: Any) -> None:
+        """Seed interface: configure from ``providerConfig``; ``max_lifetime`` is the idle
+        timeout used by :meth:`session_read` when the provider is used without a manager."""
+        from .._config import ManagerConfig
+        from .._core import Engine
+
+        self.configure(config)
+        self._seed_engine = Engine(
+            self, ManagerConfig(gc_lifetime=max(1, max_lifetime), enable_set_cookie=False)
+        )
+
+    def _engine(self) -> Engine:
+        if self._seed_engine is None:
+            self.session_init(3600, "")
+        assert self._seed_engine is not None
+        return self._seed_engine
+
+    def session_read(self, sid: str) -> SessionStore:
+        """Seed interface: the session ``sid`` (a fresh one if ``sid`` is unknown)."""
+        return self._engine().open(sid)
+
+    def session_exist(self, sid: str) -> bool:
+        """Seed interface: whether a live session ``sid`` exists."""
+        engine = self._engine()
+        return engine.ids.is_valid(sid) and engine.run(engine.exists(sid))
+
+    def session_regenerate(self, old_sid: str, sid: str) -> SessionStore:
+        """Seed interface: move ``old_sid``'s data to ``sid`` (done when it is released)."""
+        store = self._engine().open(old_sid)
+        store.regenerate_id(sid)
+        return store
+
+    def session_destroy(self, sid: str) -> None:
+        """Seed interface: delete session ``sid``."""
+        self._engine().open(sid).destroy()
+
+    def session_all(self) -> int:
+        """Seed interface: count live sessions."""
+        return self._engine().run_op("count")
+
+    def session_gc(self) -> None:
+        """Seed interface: remove expired sessions."""
+        self._engine().run_op("gc")

@@ -1,0 +1,118 @@
+"""The memory provider: sessions in this process, for development, tests and single-process
+servers. Thread-safe, and safe from an event loop since no primitive blocks."""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, ClassVar
+
+from .base import BaseProvider, Record, parse_options
+
+__all__ = ["MemoryProvider"]
+
+
+class MemoryProvider(BaseProvider):
+    """Sessions in a dict, with an expiry heap and an optional LRU bound.
+
+    ``providerConfig`` may set ``maxSessions``: past it, the least recently used session is
+    evicted. GC pops expired entries off a heap, so its cost follows the number of expired
+    sessions, not the number of sessions.
+    """
+
+    blocking: ClassVar[bool] = False
+
+    def __init__(self, max_sessions: int = 0) -> None:
+        self.max_sessions = max_sessions
+        self._records: OrderedDict[str, Record] = OrderedDict()
+        # (expires_at, sid); an entry whose time no longer matches the record is stale.
+        self._heap: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+
+    def configure(self, config: Any) -> None:
+        """Read ``maxSessions`` (0 means unbounded) from ``providerConfig``."""
+        options = parse_options(config, {"max_sessions": int}, provider="memory")
+        self.max_sessions = options.get("max_sessions", self.max_sessions)
+
+    def _live(self, sid: str, now: float) -> Record | None:
+        record = self._records.get(sid)
+        if record is None:
+            return None
+        if record.expires_at <= now:
+            del self._records[sid]
+            return None
+        return record
+
+    def _put(self, sid: str, record: Record) -> None:
+        self._records[sid] = record
+        self._records.move_to_end(sid)
+        heapq.heappush(self._heap, (record.expires_at, sid))
+        if len(self._heap) > 2 * len(self._records) + 64:
+            # Every write pushes an entry; compact the stale ones away (amortised O(1)).
+            self._heap = [(r.expires_at, k) for k, r in self._records.items()]
+            heapq.heapify(self._heap)
+        if self.max_sessions and len(self._records) > self.max_sessions:
+            self._records.popitem(last=False)
+
+    def _collect(self, now: float) -> int:
+        removed = 0
+        heap, records = self._heap, self._records
+        while heap and heap[0][0] <= now:
+            expires_at, sid = heapq.heappop(heap)
+            record = records.get(sid)
+            if record is not None and record.expires_at == expires_at:
+                del records[sid]
+                removed += 1
+        return removed
+
+    def read(self, sid: str) -> Record | None:
+        """Return the live record, marking it recently used."""
+        with self._lock:
+            record = self._live(sid, time.time())
+            if record is not None:
+                self._records.move_to_end(sid)
+            return record
+
+    def create(self, sid: str, record: Record) -> bool:
+        """Insert unless a live record has this ID."""
+        with self._lock:
+            if self._live(sid, time.time()) is not None:
+                return False
+            self._put(sid, record)
+            return True
+
+    def update(self, sid: str, record: Record, expected_version: int) -> bool:
+        """Replace the live record if its version matches."""
+        with self._lock:
+            current = self._live(sid, time.time())
+            if current is None or current.version != expected_version:
+                return False
+            self._put(sid, record)
+            return True
+
+    def touch(self, sid: str, expires_at: float) -> bool:
+        """Move the live record's expiry."""
+        with self._lock:
+            current = self._live(sid, time.time())
+            if current is None:
+                return False
+            self._put(sid, Record(current.payload, expires_at, current.version))
+            return True
+
+    def delete(self, sid: str) -> None:
+        """Remove the record."""
+        with self._lock:
+            self._records.pop(sid, None)
+
+    def count(self) -> int:
+        """Count live sessions: expired ones are collected first, then ``len``."""
+        with self._lock:
+            self._collect(time.time())
+            return len(self._records)
+
+    def gc(self) -> int:
+        """Remove expired sessions."""
+        with self._lock:
+            return self._collect(time.time())
