@@ -105,9 +105,7 @@ _KNOWN = sorted(set(_SEED_NAMES) | set(_FIELD_TYPES) | {"codec"})
 def _field_for(key: str) -> str:
     attr = _LOOKUP.get(key) or _LOOKUP.get(key.lower())
     if attr is None:
-        close = difflib.get_close_matches(key, _KNOWN, n=1, cutoff=0.5) or difflib.get_close_matches(
-            key.lower(), [k.lower() for k in _KNOWN], n=1, cutoff=0.5
-        )
+        close = difflib.get_close_matches(key, _KNOWN, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigurationError(f"unknown session config key {key!r}{hint}", key=key)
     return attr

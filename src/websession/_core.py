@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._ids import SessionIDs
 from ._session import DELETED, SessionStore
-from .cookies import dump_cookie
 from .codecs import DecodeError
+from .cookies import dump_cookie
 from .exceptions import SessionConflictError, StoreUnavailableError
 from .providers.base import BaseProvider, Record
 

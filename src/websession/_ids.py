@@ -39,7 +39,7 @@ class SessionIDs:
             )
         self._length = length
         self.prefix = prefix
-        self._pattern = re.compile(re.escape(prefix) + "[0-9a-f]{%d}" % (2 * length))
+        self._pattern = re.compile(re.escape(prefix) + f"[0-9a-f]{{{2 * length}}}")
 
     def new(self) -> str:
         """Return a fresh random ID."""

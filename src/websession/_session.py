@@ -253,5 +253,5 @@ class SessionStore(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         if not self._loaded:
-            return f"<SessionStore (not loaded)>"
+            return "<SessionStore (not loaded)>"
         return f"<SessionStore {len(self._data)} keys{' new' if self._is_new else ''}>"

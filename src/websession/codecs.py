@@ -59,7 +59,8 @@ def _tag(value: Any) -> Any:
                 )
             out[key] = _tag(item)
         if len(out) == 1 and next(iter(out)).startswith(_TAG):
-            return {" dict": out}
+            # Escaped as pairs: an inner object would be untagged before this one is.
+            return {" dict": [[key, item] for key, item in out.items()]}
         return out
     if isinstance(value, list):
         return [_tag(item) for item in value]
@@ -88,7 +89,7 @@ def _tag(value: Any) -> Any:
 
 
 _UNTAG: dict[str, Callable[[Any], Any]] = {
-    " dict": lambda v: v,
+    " dict": lambda pairs: {key: item for key, item in pairs},
     " tuple": tuple,
     " datetime": _dt.datetime.fromisoformat,
     " date": _dt.date.fromisoformat,
@@ -124,8 +125,8 @@ class JSONCodec:
         """Encode ``value`` as UTF-8 JSON."""
         try:
             return self._encoder.encode(_tag(dict(value))).encode("utf-8")
-        except ValueError as exc:  # circular references
-            raise SerializationError(str(exc)) from exc
+        except (ValueError, RecursionError) as exc:
+            raise SerializationError(f"session data is circular or too deep: {exc}") from exc
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Decode JSON written by :meth:`encode`."""
@@ -170,7 +171,7 @@ class SignedPickleCodec:
         mac, body = data[: self._DIGEST], data[self._DIGEST :]
         if not any(hmac.compare_digest(mac, hmac.digest(k, body, "sha256")) for k in self._keys):
             raise DecodeError("bad signature")
-        value = pickle.loads(body)  # noqa: S301 - authenticated above
+        value = pickle.loads(body)
         if not isinstance(value, dict):
             raise DecodeError("session payload is not a dict")
         return value

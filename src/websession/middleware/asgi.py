@@ -38,6 +38,7 @@ class ASGISessionMiddleware:
         self.autoload = autoload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the application with the connection's session, and save it."""
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return

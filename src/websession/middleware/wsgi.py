@@ -47,6 +47,7 @@ class WSGISessionMiddleware:
         self.manager = manager
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Run the application with the request's session, and save it."""
         session = self.manager.session_start(environ)
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:

@@ -25,7 +25,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from ..exceptions import ConfigurationError
 
@@ -171,10 +171,10 @@ class BaseProvider(ABC):
 
     #: Whether the sync primitives block on I/O. A non-blocking provider may be used from
     #: an event loop through its sync methods.
-    blocking: ClassVar[bool] = True
+    blocking: bool = True
     #: Driver exceptions that mean "the store is unreachable"; the engine turns them into
     #: :class:`~websession.StoreUnavailableError`.
-    unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = (ConnectionError, TimeoutError)
+    unavailable_errors: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
     _seed_engine: Engine | None = None
 
@@ -218,7 +218,7 @@ class BaseProvider(ABC):
     def gc(self) -> int:
         """Remove expired records; return how many were removed (if known, else 0)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most providers hold nothing to release
         """Release connections or files the provider holds."""
 
     # -- async twins ------------------------------------------------------------------
@@ -300,7 +300,8 @@ class BaseProvider(ABC):
 
     def session_all(self) -> int:
         """Seed interface: count live sessions."""
-        return self._engine().run_op("count")
+        count: int = self._engine().run_op("count")
+        return count
 
     def session_gc(self) -> None:
         """Seed interface: remove expired sessions."""

@@ -7,7 +7,7 @@ import heapq
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, ClassVar
+from typing import Any
 
 from .base import BaseProvider, Record, parse_options
 
@@ -22,7 +22,7 @@ class MemoryProvider(BaseProvider):
     sessions, not the number of sessions.
     """
 
-    blocking: ClassVar[bool] = False
+    blocking = False
 
     def __init__(self, max_sessions: int = 0) -> None:
         self.max_sessions = max_sessions

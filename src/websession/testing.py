@@ -1,0 +1,608 @@
+"""The provider conformance suite, for websession's providers and third-party ones.
+
+Subclass :class:`ProviderConformance` in a pytest module and supply one fixture,
+``provider``, that returns a fresh, empty provider::
+
+    from websession.testing import ProviderConformance
+
+    class TestMyProvider(ProviderConformance):
+        @pytest.fixture
+        def provider(self):
+            p = MyProvider(...)
+            yield p
+            p.close()
+
+Every test runs twice, through the sync API and through the async twins. Requires pytest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import pytest
+
+from ._manager import Manager
+from ._session import SessionStore
+from .providers.base import BaseProvider, Record
+
+__all__ = ["Client", "ProviderConformance", "SpyProvider"]
+
+T = TypeVar("T")
+
+
+class SpyProvider(BaseProvider):
+    """Wraps a provider and records every primitive call (name and session ID)."""
+
+    def __init__(self, inner: BaseProvider) -> None:
+        self.inner = inner
+        self.blocking = inner.blocking
+        self.unavailable_errors = inner.unavailable_errors
+        self.calls: list[tuple[str, str | None]] = []
+
+    @property
+    def counts(self) -> Counter[str]:
+        """How often each primitive was called, sync and async together."""
+        return Counter(name for name, _ in self.calls)
+
+    def read(self, sid: str) -> Record | None:
+        self.calls.append(("read", sid))
+        return self.inner.read(sid)
+
+    def create(self, sid: str, record: Record) -> bool:
+        self.calls.append(("create", sid))
+        return self.inner.create(sid, record)
+
+    def update(self, sid: str, record: Record, expected_version: int) -> bool:
+        self.calls.append(("update", sid))
+        return self.inner.update(sid, record, expected_version)
+
+    def touch(self, sid: str, expires_at: float) -> bool:
+        self.calls.append(("touch", sid))
+        return self.inner.touch(sid, expires_at)
+
+    def delete(self, sid: str) -> None:
+        self.calls.append(("delete", sid))
+        self.inner.delete(sid)
+
+    def count(self) -> int:
+        self.calls.append(("count", None))
+        return self.inner.count()
+
+    def gc(self) -> int:
+        self.calls.append(("gc", None))
+        return self.inner.gc()
+
+    def aread(self, sid: str) -> Awaitable[Record | None]:
+        self.calls.append(("read", sid))
+        return self.inner.aread(sid)
+
+    def acreate(self, sid: str, record: Record) -> Awaitable[bool]:
+        self.calls.append(("create", sid))
+        return self.inner.acreate(sid, record)
+
+    def aupdate(self, sid: str, record: Record, expected_version: int) -> Awaitable[bool]:
+        self.calls.append(("update", sid))
+        return self.inner.aupdate(sid, record, expected_version)
+
+    def atouch(self, sid: str, expires_at: float) -> Awaitable[bool]:
+        self.calls.append(("touch", sid))
+        return self.inner.atouch(sid, expires_at)
+
+    def adelete(self, sid: str) -> Awaitable[None]:
+        self.calls.append(("delete", sid))
+        return self.inner.adelete(sid)
+
+    def acount(self) -> Awaitable[int]:
+        self.calls.append(("count", None))
+        return self.inner.acount()
+
+    def agc(self) -> Awaitable[int]:
+        self.calls.append(("gc", None))
+        return self.inner.agc()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class Client:
+    """A browser talking to a manager: keeps the cookie, runs each step in one mode.
+
+    In ``"sync"`` mode it passes WSGI environs and calls the blocking methods; in
+    ``"async"`` mode it passes ASGI scopes and awaits the ``a``-prefixed twins on
+    ``runner``'s event loop.
+    """
+
+    def __init__(self, manager: Manager, mode: str, runner: asyncio.Runner | None,
+                 cookie: str | None = None) -> None:
+        self.manager = manager
+        self.mode = mode
+        self.runner = runner
+        self.cookie = cookie
+        self.headers: list[tuple[str, str]] = []
+
+    def call(self, sync: Callable[[], T], async_: Callable[[], Awaitable[T]]) -> T:
+        """Run ``sync()`` in sync mode, or ``await async_()`` in async mode."""
+        if self.mode == "sync":
+            return sync()
+        assert self.runner is not None
+        return self.runner.run(_await(async_()))
+
+    def request(self) -> dict[str, Any]:
+        """A fresh WSGI environ or ASGI scope carrying the client's cookie."""
+        cookie = f"{self.manager.config.cookie_name}={self.cookie}" if self.cookie else None
+        if self.mode == "sync":
+            environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "wsgi.url_scheme": "http"}
+            if cookie:
+                environ["HTTP_COOKIE"] = cookie
+            return environ
+        headers = [(b"cookie", cookie.encode())] if cookie else []
+        return {"type": "http", "scheme": "http", "headers": headers, "query_string": b""}
+
+    def begin(self) -> SessionStore:
+        """Start a request: the session, not yet loaded."""
+        return self.manager.session_start(self.request())
+
+    def open(self) -> SessionStore:
+        """Start a request and load its session."""
+        session = self.begin()
+        self.call(session.load, session.aload)
+        return session
+
+    def release(self, session: SessionStore) -> list[tuple[str, str]]:
+        """End the request; follow its Set-Cookie like a browser. Returns its headers."""
+        headers: list[tuple[str, str]] = []
+        self.call(lambda: session.session_release(headers),
+                  lambda: session.asession_release(headers))
+        name = self.manager.config.cookie_name + "="
+        for key, value in headers:
+            if key == "Set-Cookie" and value.startswith(name):
+                cookie_value = value[len(name):].split(";", 1)[0]
+                self.cookie = None if "Max-Age=0" in value else cookie_value
+        self.headers = headers
+        return headers
+
+    def roundtrip(self, **values: Any) -> SessionStore:
+        """One request that sets ``values``; returns its (released) session."""
+        session = self.open()
+        for key, value in values.items():
+            session[key] = value
+        self.release(session)
+        return session
+
+    def data(self) -> dict[str, Any]:
+        """What the session holds now, read in a request of its own."""
+        session = self.open()
+        data = dict(session)
+        self.release(session)
+        return data
+
+    def destroy(self, session: SessionStore) -> None:
+        """Destroy ``session``."""
+        self.call(session.destroy, session.adestroy)
+
+    def regenerate(self, session: SessionStore) -> str:
+        """Regenerate ``session``'s ID."""
+        return self.call(session.regenerate_id, session.aregenerate_id)
+
+    def active(self) -> int:
+        """The manager's live-session count."""
+        return self.call(self.manager.get_active_session, self.manager.aget_active_session)
+
+    def gc(self) -> int:
+        """Run one GC pass."""
+        return self.call(self.manager.gc, self.manager.agc)
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+SAMPLE: dict[str, Any] = {
+    "str": "héllo ✓",
+    "int": 2**70,
+    "float": 1.5,
+    "bool": True,
+    "none": None,
+    "list": [1, "two", [3]],
+    "dict": {"nested": {"deep": [1, 2]}, " t": "a key like a tag"},
+    "datetime": dt.datetime(2026, 11, 26, 4, 15, 30, 123456, tzinfo=dt.UTC),
+    "naive": dt.datetime(2026, 1, 2, 3, 4, 5),
+    "date": dt.date(2026, 11, 26),
+    "time": dt.time(12, 30, 15),
+    "bytes": b"\x00\xffbinary",
+    "tuple": (1, ("nested", 2)),
+    "set": {1, 2, 3},
+    "frozenset": frozenset({"a"}),
+    "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    "decimal": Decimal("3.14159265358979323846"),
+}
+
+
+class ProviderConformance:
+    """The behaviour every provider must show, in sync and async mode.
+
+    Override the ``provider`` fixture; optionally ``manager_config`` (a dict of manager
+    settings) if the provider needs ``providerConfig``.
+    """
+
+    #: Seconds that sleeping tests wait beyond an expiry, for stores with coarse clocks.
+    expiry_slack = 0.3
+    #: Concurrent requests in the lost-update test.
+    concurrency = 50
+
+    @pytest.fixture
+    def provider(self) -> BaseProvider:
+        """A fresh, empty provider. Subclasses must override this fixture."""
+        raise NotImplementedError("override the provider fixture")
+
+    @pytest.fixture
+    def manager_config(self) -> dict[str, Any]:
+        """Manager settings the provider needs (such as ``provider_config``)."""
+        return {}
+
+    @pytest.fixture(params=["sync", "async"])
+    def mode(self, request: pytest.FixtureRequest) -> str:
+        """Each test runs through the sync API and through the async twins."""
+        return str(request.param)
+
+    @pytest.fixture
+    def runner(self, mode: str) -> Iterator[asyncio.Runner | None]:
+        """The event loop async-mode steps run on."""
+        if mode == "sync":
+            yield None
+            return
+        with asyncio.Runner() as runner:
+            yield runner
+
+    @pytest.fixture
+    def spy(self, provider: BaseProvider) -> SpyProvider:
+        """The provider, wrapped to record its calls."""
+        return SpyProvider(provider)
+
+    @pytest.fixture
+    def make_manager(
+        self, spy: SpyProvider, manager_config: dict[str, Any]
+    ) -> Iterator[Callable[..., Manager]]:
+        """Build managers over the spied provider with extra settings."""
+        made: list[Manager] = []
+
+        def make(**settings: Any) -> Manager:
+            manager = Manager(spy, {**manager_config, **settings})
+            made.append(manager)
+            return manager
+
+        yield make
+        for manager in made:
+            manager.stop_gc()
+
+    @pytest.fixture
+    def manager(self, make_manager: Callable[..., Manager]) -> Manager:
+        """A manager with default settings."""
+        return make_manager()
+
+    @pytest.fixture
+    def client(self, manager: Manager, mode: str, runner: asyncio.Runner | None) -> Client:
+        """A client with no cookie yet."""
+        return Client(manager, mode, runner)
+
+    def _client_for(self, manager: Manager, client: Client, cookie: str | None = None) -> Client:
+        return Client(manager, client.mode, client.runner, cookie)
+
+    # -- basics -----------------------------------------------------------------------
+
+    def test_values_round_trip_exactly(self, client: Client) -> None:
+        client.roundtrip(**SAMPLE)
+        assert client.cookie is not None
+        assert client.data() == SAMPLE
+        back = client.data()
+        for key, value in SAMPLE.items():
+            assert type(back[key]) is type(value), key
+
+    def test_new_session_is_saved_only_when_it_holds_data(
+        self, client: Client, spy: SpyProvider
+    ) -> None:
+        session = client.open()
+        assert session.is_new
+        headers = client.release(session)
+        assert not any(k == "Set-Cookie" for k, _ in headers)
+        assert spy.counts["create"] == 0
+        assert client.active() == 0
+        client.roundtrip(user="ann")
+        assert client.active() == 1
+        assert any(k == "Set-Cookie" for k, _ in client.headers)
+        assert ("Cache-Control", "no-store") in client.headers
+
+    def test_untouched_session_never_reaches_the_store(
+        self, client: Client, spy: SpyProvider
+    ) -> None:
+        client.roundtrip(user="ann")
+        spy.calls.clear()
+        session = client.begin()
+        headers = client.release(session)
+        assert spy.calls == []
+        assert headers == []
+
+    def test_reading_does_not_write(self, client: Client, spy: SpyProvider) -> None:
+        client.roundtrip(user="ann")
+        spy.calls.clear()
+        session = client.open()
+        assert session["user"] == "ann"
+        headers = client.release(session)
+        assert spy.counts == Counter({"read": 1})
+        assert ("Vary", "Cookie") in headers
+        assert not any(k == "Set-Cookie" for k, _ in headers)
+
+    def test_one_read_and_one_write_per_changing_request(
+        self, client: Client, spy: SpyProvider
+    ) -> None:
+        client.roundtrip(n=1)
+        spy.calls.clear()
+        session = client.open()
+        session["n"] += 1
+        client.release(session)
+        assert spy.counts == Counter({"read": 1, "update": 1})
+        assert client.data() == {"n": 2}
+
+    def test_delete_and_flush_persist(self, client: Client) -> None:
+        client.roundtrip(a=1, b=2, c=3)
+        session = client.open()
+        session.delete("a")
+        del session["b"]
+        session.delete("missing")
+        client.release(session)
+        assert client.data() == {"c": 3}
+        session = client.open()
+        session.flush()
+        session["d"] = 4
+        client.release(session)
+        assert client.data() == {"d": 4}
+
+    def test_in_place_mutation_is_saved(self, client: Client) -> None:
+        client.roundtrip(cart=["apple"], prefs={"theme": "dark"})
+        session = client.open()
+        session["cart"].append("pear")
+        session.get("prefs")["theme"] = "light"
+        assert session.modified
+        client.release(session)
+        assert client.data() == {"cart": ["apple", "pear"], "prefs": {"theme": "light"}}
+
+    # -- IDs --------------------------------------------------------------------------
+
+    def test_unknown_id_is_never_adopted(self, manager: Manager, client: Client) -> None:
+        forged = manager._engine.ids.new()
+        victim = self._client_for(manager, client, forged)
+        session = victim.roundtrip(user="mallory")
+        assert session.session_id() != forged
+        assert victim.cookie not in (None, forged)
+        assert victim.data() == {"user": "mallory"}
+
+    @pytest.mark.parametrize(
+        "bad", ["../../etc/passwd", "x", "", "A" * 32, "0" * 31, "'; DROP TABLE s;--", "..%2f.."]
+    )
+    def test_malformed_id_never_reaches_the_provider(
+        self, manager: Manager, client: Client, spy: SpyProvider, bad: str
+    ) -> None:
+        attacker = self._client_for(manager, client, bad)
+        session = attacker.roundtrip(k="v")
+        assert all(sid != bad for _, sid in spy.calls)
+        assert session.session_id() != bad
+        assert attacker.data() == {"k": "v"}
+
+    def test_ids_are_long_random_and_prefixed(self, make_manager: Callable[..., Manager],
+                                              client: Client) -> None:
+        manager = make_manager(session_id_prefix="app-", session_id_length=24)
+        ids = set()
+        for _ in range(20):
+            c = self._client_for(manager, client)
+            ids.add(c.roundtrip(x=1).session_id())
+        assert len(ids) == 20
+        for sid in ids:
+            assert sid.startswith("app-") and len(sid) == 4 + 48
+
+    # -- expiry -----------------------------------------------------------------------
+
+    def test_idle_timeout(self, make_manager: Callable[..., Manager], client: Client) -> None:
+        manager = make_manager(max_lifetime=1)
+        c = self._client_for(manager, client)
+        c.roundtrip(user="ann")
+        time.sleep(0.6)
+        assert c.data() == {"user": "ann"}  # this read refreshes the idle deadline
+        time.sleep(0.6)
+        assert c.data() == {"user": "ann"}  # alive 1.2 s after creation
+        time.sleep(1 + self.expiry_slack)
+        assert c.data() == {}
+        assert c.active() == 0
+
+    def test_absolute_lifetime(self, make_manager: Callable[..., Manager],
+                               client: Client) -> None:
+        manager = make_manager(max_lifetime=30, absolute_lifetime=1)
+        c = self._client_for(manager, client)
+        c.roundtrip(user="ann")
+        time.sleep(0.5)
+        c.roundtrip(seen=True)
+        time.sleep(0.5 + self.expiry_slack)
+        assert c.data() == {}
+
+    def test_count_and_gc(self, make_manager: Callable[..., Manager], client: Client) -> None:
+        short = make_manager(max_lifetime=1)
+        for i in range(3):
+            self._client_for(short, client).roundtrip(i=i)
+        assert client.active() == 3
+        time.sleep(1 + self.expiry_slack)
+        client.gc()
+        assert client.active() == 0
+        keep = self._client_for(client.manager, client)
+        keep.roundtrip(i=9)
+        client.gc()
+        assert client.active() == 1
+        assert keep.data() == {"i": 9}
+
+    # -- regenerate and destroy -------------------------------------------------------
+
+    def test_regenerate_keeps_data_and_kills_old_id(self, manager: Manager,
+                                                    client: Client) -> None:
+        client.roundtrip(cart=[1])
+        old = client.cookie
+        session = client.open()
+        new = client.regenerate(session)
+        session["user"] = "ann"
+        headers = client.release(session)
+        assert new != old and client.cookie == new
+        assert ("Cache-Control", "no-store") in headers
+        assert client.data() == {"cart": [1], "user": "ann"}
+        stale = self._client_for(manager, client, old)
+        assert stale.data() == {}
+        assert client.active() == 1
+
+    def test_destroy_deletes_and_expires_cookie(self, manager: Manager, client: Client) -> None:
+        client.roundtrip(user="ann")
+        old = client.cookie
+        session = client.begin()
+        client.destroy(session)
+        headers = client.release(session)
+        assert any(k == "Set-Cookie" and "Max-Age=0" in v for k, v in headers)
+        assert client.cookie is None
+        assert client.active() == 0
+        assert self._client_for(manager, client, old).data() == {}
+
+    def test_values_after_destroy_start_a_new_session(self, client: Client) -> None:
+        client.roundtrip(user="ann")
+        old = client.cookie
+        session = client.open()
+        client.destroy(session)
+        session["flash"] = "logged out"
+        client.release(session)
+        assert client.cookie not in (None, old)
+        assert client.data() == {"flash": "logged out"}
+
+    def test_damaged_record_is_an_empty_session(self, manager: Manager, client: Client,
+                                                spy: SpyProvider) -> None:
+        client.roundtrip(user="ann")
+        assert client.cookie is not None
+        record = spy.inner.read(client.cookie)
+        assert record is not None
+        assert spy.inner.update(client.cookie, Record(b"\x80not json", record.expires_at,
+                                                      record.version + 1), record.version)
+        assert client.data() == {}
+
+    # -- concurrency ------------------------------------------------------------------
+
+    def _concurrently(self, client: Client, jobs: list[Callable[[SessionStore], None]]) -> None:
+        """Run one request per job at once, all loading before any saves: threads in sync
+        mode, tasks on one event loop in async mode."""
+        clients = [self._client_for(client.manager, client, client.cookie) for _ in jobs]
+        if client.mode == "sync":
+            barrier = threading.Barrier(len(jobs))
+
+            def run(c: Client, job: Callable[[SessionStore], None]) -> None:
+                session = c.open()
+                barrier.wait()
+                job(session)
+                c.release(session)
+
+            with ThreadPoolExecutor(len(jobs)) as pool:
+                list(pool.map(run, clients, jobs))
+            return
+
+        async def one(c: Client, job: Callable[[SessionStore], None]) -> None:
+            session = c.begin()
+            await session.aload()
+            await asyncio.sleep(0.01)
+            job(session)
+            await session.asession_release([])
+
+        async def all_() -> None:
+            await asyncio.gather(*(one(c, j) for c, j in zip(clients, jobs, strict=True)))
+
+        assert client.runner is not None
+        client.runner.run(all_())
+
+    def test_concurrent_requests_lose_nothing(self, client: Client) -> None:
+        client.roundtrip(base=0)
+        n = self.concurrency
+
+        def setter(i: int) -> Callable[[SessionStore], None]:
+            return lambda session: session.set(f"k{i}", i)
+
+        self._concurrently(client, [setter(i) for i in range(n)])
+        assert client.data() == {"base": 0, **{f"k{i}": i for i in range(n)}}
+
+    def test_concurrent_deletes_and_sets_merge(self, client: Client) -> None:
+        client.roundtrip(a=1, b=2)
+        self._concurrently(client, [
+            lambda session: session.delete("a"),
+            lambda session: session.set("c", 3),
+            lambda session: session.set("b", 20),
+        ])
+        assert client.data() == {"b": 20, "c": 3}
+
+    def test_destroy_is_not_undone_by_a_concurrent_save(self, manager: Manager,
+                                                        client: Client) -> None:
+        client.roundtrip(user="ann")
+        old = client.cookie
+        slow = self._client_for(manager, client, old)
+        session = slow.open()  # a slow request loads the session...
+        logout = self._client_for(manager, client, old)
+        doomed = logout.begin()
+        logout.destroy(doomed)  # ...another logs out...
+        logout.release(doomed)
+        session["late"] = True  # ...and the slow one saves afterwards
+        slow.release(session)
+        assert client.active() == 0
+        assert self._client_for(manager, client, old).data() == {}
+
+    def test_regenerate_is_not_undone_by_a_concurrent_save(self, manager: Manager,
+                                                           client: Client) -> None:
+        client.roundtrip(user="ann")
+        old = client.cookie
+        slow = self._client_for(manager, client, old)
+        session = slow.open()
+        login = self._client_for(manager, client, old)
+        rotating = login.open()
+        login.regenerate(rotating)
+        login.release(rotating)
+        session["late"] = True
+        slow.release(session)
+        assert self._client_for(manager, client, old).data() == {}
+        assert login.data() == {"user": "ann"}
+        assert client.active() == 1
+
+    # -- the primitives' contract -----------------------------------------------------
+
+    def test_primitives_contract(self, provider: BaseProvider, client: Client) -> None:
+        def call(name: str, *args: Any) -> Any:
+            return client.call(lambda: getattr(provider, name)(*args),
+                               lambda: getattr(provider, "a" + name)(*args))
+
+        sid = "c0ffee" * 6
+        later = time.time() + 60
+        assert call("read", sid) is None
+        assert call("update", sid, Record(b"x", later, 2), 1) is False  # never resurrects
+        assert call("touch", sid, later) is False
+        assert call("create", sid, Record(b"one", later, 1)) is True
+        assert call("create", sid, Record(b"two", later, 1)) is False  # never overwrites
+        assert call("read", sid) == Record(b"one", later, 1)
+        assert call("update", sid, Record(b"three", later, 3), 2) is False  # stale version
+        assert call("update", sid, Record(b"three", later, 2), 1) is True
+        assert call("touch", sid, later + 60) is True
+        record = call("read", sid)
+        assert (record.payload, record.version) == (b"three", 2)
+        assert abs(record.expires_at - (later + 60)) <= 1
+        assert call("count") == 1
+        call("delete", sid)
+        call("delete", sid)  # deleting twice is fine
+        assert call("read", sid) is None
+        assert call("count") == 0
+        assert call("create", sid, Record(b"gone", time.time() - 1, 1)) in (True, False)
+        assert call("read", sid) is None  # an expired record reads as absent
+
+
