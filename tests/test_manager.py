@@ -302,3 +302,22 @@ def test_base_provider_serves_the_seed_interface() -> None:
     provider.session_destroy("1" * 32)
     provider.session_gc()
     assert provider.session_all() == 0
+
+
+def test_unknown_or_malformed_cookie_is_expired() -> None:
+    manager = Manager("memory")
+    unknown = manager._engine.ids.new()
+    session = manager.session_start(environ(f"gosessionid={unknown}"))
+    assert session.get("user") is None
+    assert "Max-Age=0" in release(session)["Set-Cookie"][0]
+    malformed = manager.session_start(environ("gosessionid=../../etc/passwd"))
+    assert "Max-Age=0" in release(malformed)["Set-Cookie"][0]
+
+
+def test_cookie_responses_are_never_cacheable() -> None:
+    session = Manager("memory").session_start(environ())
+    session["user"] = "ann"
+    headers = [("Cache-Control", "public, max-age=600"), ("Content-Type", "text/html")]
+    session.session_release(headers)
+    assert [v for k, v in headers if k.lower() == "cache-control"] == ["no-store"]
+    assert ("Content-Type", "text/html") in headers

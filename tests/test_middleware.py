@@ -116,7 +116,9 @@ def test_wsgi_concurrent_requests_lose_nothing() -> None:
         environ = {"REQUEST_METHOD": "GET", "QUERY_STRING": f"k{i}", "HTTP_COOKIE": cookie}
         result = app(environ, lambda *a: lambda data: None)
         list(result)
-        result.close()  # type: ignore[attr-defined]
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(hit, range(50)))
@@ -266,3 +268,41 @@ async def test_asgi_lifespan_passes_through() -> None:
 
     await ASGISessionMiddleware(app, Manager("memory"))({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
     assert calls == ["lifespan"]
+
+
+class BrokenWrites(MemoryProvider):
+    def create(self, sid: str, record: Any) -> bool:
+        raise ConnectionResetError("store went away")
+
+
+def test_wsgi_error_page_after_a_failed_save_is_not_saved_again() -> None:
+    import sys
+
+    from websession import StoreUnavailableError
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ["websession.session"]["user"] = "ann"
+        try:
+            start_response("200 OK", [])
+        except StoreUnavailableError:
+            start_response("503 Service Unavailable", [("Retry-After", "5")], sys.exc_info())
+            return [b"try again"]
+        return [b"ok"]
+
+    status, headers, body = call_wsgi(WSGISessionMiddleware(app, Manager(BrokenWrites())))
+    assert (status, body) == ("503 Service Unavailable", b"try again")
+    assert cookie_of(headers) is None
+
+
+async def test_asgi_cookie_responses_drop_the_apps_cache_headers() -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        scope["session"]["user"] = "ann"
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"cache-control", b"public, max-age=600")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    transport = httpx.ASGITransport(app=ASGISessionMiddleware(app, Manager("memory")))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/")
+    assert response.headers.get_list("cache-control") == ["no-store"]
+    assert "set-cookie" in response.headers

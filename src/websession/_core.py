@@ -1,23 +1,25 @@
 """The engine: everything about a session that is not I/O, written once for both modes.
 
-Each operation that needs the store is a *plan*: a generator that yields :class:`Op`
-requests ("read sid", "update sid if version is 3") and receives their results. :meth:`run`
-executes a plan with a provider's sync primitives, :meth:`arun` with their async twins, so
-the logic — expiry, merging of concurrent changes, regeneration — exists exactly once.
+Each operation that needs the store is a *plan*: a generator that yields :data:`Op`
+requests — ``("update", (sid, record, 3), out)``: call the primitive ``update`` with these
+arguments — and the driver puts the answer in ``out[0]`` before the plan resumes.
+:meth:`Engine.run` drives a plan with a provider's sync primitives, :meth:`Engine.arun`
+with their async twins, so the logic — expiry, merging of concurrent changes,
+regeneration — exists exactly once.
 """
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ._ids import SessionIDs
 from ._session import DELETED, SessionStore
 from .codecs import DecodeError
 from .cookies import dump_cookie
-from .exceptions import SessionConflictError, StoreUnavailableError
+from .exceptions import SessionConflictError, SessionModeError, StoreUnavailableError
 from .providers.base import BaseProvider, Record
 
 if TYPE_CHECKING:
@@ -25,29 +27,22 @@ if TYPE_CHECKING:
 
 __all__ = ["Engine", "Op", "Plan"]
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Op:
-    """A request for one provider primitive, by its sync and async names."""
-
-    name: str
-    aname: str
-    args: tuple[Any, ...]
-
-
-Plan = Generator[Op, Any, T]
-
 # Enough for heavy contention on one session; each retry re-reads and re-applies.
 MAX_SAVE_ATTEMPTS = 200
 # A read-only request refreshes the idle deadline only once this fraction of the idle
 # timeout has passed since the last write, so busy sessions are not written on every read.
 REFRESH_FRACTION = 0.1
+# A record's payload: the creation time as a big-endian double, then the codec's bytes.
+_CREATED = struct.Struct(">d")
 
 
-def _op(name: str, *args: Any) -> Op:
-    return Op(name, "a" + name, args)
+#: A request to a provider: the primitive's name, its arguments, and a one-item list the
+#: driver stores the primitive's return value in. Plain tuples keep the hot path cheap.
+Op = tuple[str, tuple[Any, ...], list[Any]]
+Plan = Generator[Op, None, None]
+
+_ANAMES = {name: "a" + name for name in
+           ("read", "create", "update", "touch", "delete", "count", "gc")}
 
 
 class Engine:
@@ -66,94 +61,117 @@ class Engine:
 
     # -- running plans ----------------------------------------------------------------
 
-    def run(self, plan: Plan[T]) -> T:
+    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"session store {type(self.provider).__name__} is unavailable: {exc}"
+        )
+
+    def run(self, plan: Plan) -> None:
         """Run ``plan`` with the provider's blocking primitives."""
         provider = self.provider
         try:
-            op = next(plan)
-            while True:
-                op = plan.send(getattr(provider, op.name)(*op.args))
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
+            for name, args, out in plan:
+                out[0] = getattr(provider, name)(*args)
         except provider.unavailable_errors as exc:
-            raise StoreUnavailableError(
-                f"session store {type(provider).__name__} is unavailable: {exc}"
-            ) from exc
+            raise self._unavailable(exc) from exc
 
-    async def arun(self, plan: Plan[T]) -> T:
+    async def arun(self, plan: Plan) -> None:
         """Run ``plan`` with the provider's async primitives."""
         provider = self.provider
+        if not provider.blocking:
+            self.run(plan)  # nothing would ever suspend: skip the awaits
+            return
         try:
-            op = next(plan)
-            while True:
-                op = plan.send(await getattr(provider, op.aname)(*op.args))
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
+            for name, args, out in plan:
+                out[0] = await getattr(provider, _ANAMES[name])(*args)
         except provider.unavailable_errors as exc:
-            raise StoreUnavailableError(
-                f"session store {type(provider).__name__} is unavailable: {exc}"
-            ) from exc
-
-    @staticmethod
-    def single(name: str, *args: Any) -> Plan[Any]:
-        """A plan of one primitive call (``count``, ``gc``…)."""
-        return (yield _op(name, *args))
+            raise self._unavailable(exc) from exc
 
     def run_op(self, name: str, *args: Any) -> Any:
-        """Run one primitive, with errors translated as in :meth:`run`."""
-        return self.run(self.single(name, *args))
+        """Call one primitive, with errors translated as in :meth:`run`."""
+        try:
+            return getattr(self.provider, name)(*args)
+        except self.provider.unavailable_errors as exc:
+            raise self._unavailable(exc) from exc
 
-    # -- opening ----------------------------------------------------------------------
+    async def arun_op(self, name: str, *args: Any) -> Any:
+        """Async twin of :meth:`run_op`."""
+        if not self.provider.blocking:
+            return self.run_op(name, *args)
+        try:
+            return await getattr(self.provider, _ANAMES[name])(*args)
+        except self.provider.unavailable_errors as exc:
+            raise self._unavailable(exc) from exc
 
-    def open(
-        self, sid: str | None, *, secure: bool = False, async_mode: bool = False
-    ) -> SessionStore:
-        """A session for a client-supplied ``sid``; a malformed one gets a fresh ID at once."""
-        if sid is not None and self.ids.is_valid(sid):
-            return SessionStore(self, sid, from_client=True, secure=secure, async_mode=async_mode)
-        return SessionStore(self, self.ids.new(), from_client=False, secure=secure,
-                            async_mode=async_mode)
+    # -- records ----------------------------------------------------------------------
+
+    def _encode(self, created: float, data: dict[str, Any]) -> bytes:
+        # The creation time rides in front of the codec's bytes: the codec sees only the
+        # application's data, and absolute expiry needs no second lookup.
+        return _CREATED.pack(created) + self.codec.encode(data)
 
     def _decode(self, record: Record | None, now: float) -> tuple[float, dict[str, Any]] | None:
         if record is None or record.expires_at <= now:
             return None
+        payload = record.payload
         try:
-            envelope = self.codec.decode(record.payload)
-            created = float(envelope["c"])
-            data = envelope["d"]
-        except (DecodeError, KeyError, TypeError, ValueError):
+            (created,) = _CREATED.unpack_from(payload)
+            data = self.codec.decode(payload[8:])
+        except (DecodeError, struct.error, TypeError):
             return None  # damaged or foreign: an empty session, never an error page
-        if not isinstance(data, dict) or created + self.absolute <= now:
+        if created + self.absolute <= now:
             return None
         return created, data
 
-    def _encode(self, created: float, data: dict[str, Any]) -> bytes:
-        return self.codec.encode({"c": created, "d": data})
-
     def _deadline(self, created: float, now: float) -> float:
-        return min(now + self.idle, created + self.absolute)
+        end = created + self.absolute
+        idle_end = now + self.idle
+        return idle_end if idle_end < end else end
 
-    def load(self, s: SessionStore) -> Plan[None]:
+    def exists(self, sid: str) -> bool:
+        """Whether a live, readable session ``sid`` exists."""
+        return self._decode(self.run_op("read", sid), time.time()) is not None
+
+    # -- opening and loading ----------------------------------------------------------
+
+    def open(self, sid: str | None, secure: bool = False, async_mode: bool = False) -> SessionStore:
+        """A session for a client-supplied ``sid``; a malformed one gets a fresh ID at once."""
+        if sid is not None and self.ids.matches(sid):
+            return SessionStore(self, sid, True, secure, async_mode)
+        session = SessionStore(self, self.ids.new(), False, secure, async_mode)
+        session._expire_cookie = sid is not None  # a malformed cookie: have it dropped
+        return session
+
+    def load(self, s: SessionStore) -> None:
         """Read ``s`` from the store; an unknown, expired or damaged ID becomes a fresh one."""
-        record = yield _op("read", s._sid)
-        now = time.time()
-        decoded = self._decode(record, now)
-        if decoded is None or record is None:
+        if s._async and self.provider.blocking:
+            raise SessionModeError(
+                "this session is not loaded and its provider does I/O: call "
+                "`await session.aload()` first (the ASGI middleware does it for you)"
+            )
+        try:
+            record = self.provider.read(s._sid)
+        except self.provider.unavailable_errors as exc:
+            raise self._unavailable(exc) from exc
+        self._adopt(s, record)
+
+    async def aload(self, s: SessionStore) -> None:
+        """Async twin of :meth:`load`."""
+        self._adopt(s, await self.arun_op("read", s._sid))
+
+    def _adopt(self, s: SessionStore, record: Record | None) -> None:
+        decoded = self._decode(record, time.time())
+        if decoded is None:
+            s._expire_cookie = s._from_client  # stop the client sending a dead ID
             s._sid = self.ids.new()
             s._is_new = True
         else:
+            assert record is not None
             s._created, s._data = decoded
             s._version = record.version
             s._expires_at = record.expires_at
             s._is_new = False
         s._loaded = True
-
-    def exists(self, sid: str) -> Plan[bool]:
-        """Whether a live, readable session ``sid`` exists."""
-        record = yield _op("read", sid)
-        return self._decode(record, time.time()) is not None
 
     # -- changes ----------------------------------------------------------------------
 
@@ -189,30 +207,45 @@ class Engine:
 
     # -- saving -----------------------------------------------------------------------
 
-    def release(self, s: SessionStore) -> Plan[None]:
-        """Save what ``s`` changed: create, compare-and-set update, or refresh expiry."""
+    def release(self, s: SessionStore) -> Plan | None:
+        """The plan that saves what ``s`` changed — create, compare-and-set update, or
+        refresh of the idle deadline — or ``None`` when the store need not be touched."""
         if not s._loaded:
-            return  # never touched: no store access at all
-        for key in self.mutated_keys(s):
-            s._changes[key] = s._data[key]
-        now = time.time()
+            return None  # never used: no store access at all
+        if s._snapshots:
+            for key in self.mutated_keys(s):
+                s._changes[key] = s._data[key]
         if s._is_new:
-            yield from self._save_new(s, now)
-        elif s._changes or s._cleared:
-            yield from self._save_changes(s, now)
-        elif self._deadline(s._created, now) - s._expires_at >= self.refresh_step:
-            expires_at = self._deadline(s._created, now)
-            if (yield _op("touch", s._sid, expires_at)):
-                s._expires_at = expires_at
-                if self.config.cookie_life_time:
-                    s._send_id = True
+            if s._data or s._old_sid is not None:
+                return self._save_new(s, time.time())
+            return None
+        if s._changes or s._cleared:
+            return self._save_changes(s, time.time())
+        if s._refresh_checked:
+            return None  # a later release in the same request: the deadline is current
+        s._refresh_checked = True
+        expires_at = self._deadline(s._created, time.time())
+        if expires_at - s._expires_at >= self.refresh_step:
+            return self._touch(s, expires_at)
+        return None
 
-    def _save_new(self, s: SessionStore, now: float) -> Plan[None]:
+    def _touch(self, s: SessionStore, expires_at: float) -> Plan:
+        out: list[Any] = [None]
+        yield "touch", (s._sid, expires_at), out
+        if out[0]:
+            s._expires_at = expires_at
+            if self.config.cookie_life_time:
+                s._send_id = True
+
+    def _save_new(self, s: SessionStore, now: float) -> Plan:
         old_sid, s._old_sid = s._old_sid, None
         if s._data:
-            payload = self._encode(now, s._data)
-            record = Record(payload, self._deadline(now, now), 1)
-            while not (yield _op("create", s._sid, record)):
+            record = Record(self._encode(now, s._data), self._deadline(now, now), 1)
+            out: list[Any] = [None]
+            while True:
+                yield "create", (s._sid, record), out
+                if out[0]:
+                    break
                 s._sid = self.ids.new()  # an ID collision: 2**-128, but never overwrite
             s._is_new = False
             s._send_id = True
@@ -221,21 +254,32 @@ class Engine:
         elif old_sid is not None:
             s._expire_cookie = True  # the old session goes and nothing replaces it
         if old_sid is not None:
-            yield _op("delete", old_sid)
+            yield "delete", (old_sid,), [None]
 
-    def _save_changes(self, s: SessionStore, now: float) -> Plan[None]:
-        data, version = s._data, s._version
+    def _save_changes(self, s: SessionStore, now: float) -> Plan:
+        data, version, created = s._data, s._version, s._created
+        deadline = self._deadline(created, now)
+        out: list[Any] = [None]
         for _ in range(MAX_SAVE_ATTEMPTS):
-            record = Record(self._encode(s._created, data), self._deadline(s._created, now),
-                            version + 1)
-            if (yield _op("update", s._sid, record, version)):
+            record = Record(self._encode(created, data), deadline, version + 1)
+            yield "update", (s._sid, record, version), out
+            if out[0]:
                 s._data = data
-                self._committed(s, record, s._created)
+                s._version = version + 1
+                s._expires_at = deadline
+                s._changes.clear()
+                if s._snapshots:
+                    s._snapshots.clear()
+                s._cleared = False
+                s._refresh_checked = True  # the write just set the deadline
+                if self.config.cookie_life_time:
+                    s._send_id = True  # slide the persistent cookie with the server deadline
                 return
             # Lost a race, or the session is gone. Reload; re-apply only our own changes.
-            current = yield _op("read", s._sid)
+            yield "read", (s._sid,), out
+            current: Record | None = out[0]
             decoded = self._decode(current, now)
-            if decoded is None or current is None:
+            if decoded is None:
                 # Destroyed or regenerated meanwhile: never re-create it.
                 s._changes.clear()
                 s._cleared = False
@@ -243,6 +287,7 @@ class Engine:
                 s._is_new = True
                 s._sid = self.ids.new()
                 return
+            assert current is not None
             data, version = self._reapply(s, decoded[1]), current.version
         raise SessionConflictError(
             f"gave up saving a session after {MAX_SAVE_ATTEMPTS} concurrent-update conflicts"
@@ -257,18 +302,16 @@ class Engine:
             raise ValueError("new_sid does not have the shape of this manager's session IDs")
         if not s._is_new and s._old_sid is None:
             s._old_sid = s._sid
-        for key in self.mutated_keys(s):
-            s._changes[key] = s._data[key]
         s._is_new = True
         s._sid = new_sid or self.ids.new()
         return s._sid
 
-    def destroy(self, s: SessionStore) -> Plan[None]:
+    def destroy(self, s: SessionStore) -> Plan:
         """Delete ``s`` from the store and turn it into a fresh, empty session."""
         doomed = [sid for sid in (s._old_sid, s._sid if not s._is_new or not s._loaded else None)
                   if sid is not None]
         for sid in doomed:
-            yield _op("delete", sid)
+            yield "delete", (sid,), [None]
         s._expire_cookie = s._from_client or bool(doomed)
         s._sid = self.ids.new()
         s._old_sid = None
@@ -303,6 +346,9 @@ class Engine:
             )))
         if cfg.enable_sid_in_http_header:
             headers.append((cfg.session_name_in_http_header, "" if deleting else s._sid))
+        # A response that carries the ID must never be cached: no-store replaces whatever
+        # caching the application asked for.
+        headers[:] = [h for h in headers if h[0].lower() != "cache-control"]
         headers.append(("Cache-Control", "no-store"))
         s._send_id = False
         s._expire_cookie = False

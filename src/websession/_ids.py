@@ -18,7 +18,7 @@ class SessionIDs:
     safe as a file name, a Redis key or an SQL parameter before any provider sees it.
     """
 
-    __slots__ = ("_length", "_pattern", "prefix")
+    __slots__ = ("_length", "_pattern", "matches", "prefix")
 
     def __init__(self, length: int = MIN_ID_BYTES, prefix: str = "") -> None:
         if length < MIN_ID_BYTES:
@@ -40,6 +40,8 @@ class SessionIDs:
         self._length = length
         self.prefix = prefix
         self._pattern = re.compile(re.escape(prefix) + f"[0-9a-f]{{{2 * length}}}")
+        #: The bare check for a ``str``: truthy when it has the shape of an issued ID.
+        self.matches = self._pattern.fullmatch
 
     def new(self) -> str:
         """Return a fresh random ID."""

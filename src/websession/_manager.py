@@ -28,7 +28,7 @@ SESSION_KEY = "websession.session"
 
 def _request_dict(request: Any) -> MutableMapping[str, Any]:
     """The WSGI environ or ASGI scope behind ``request`` (framework requests accepted)."""
-    if isinstance(request, MutableMapping):
+    if type(request) is dict or isinstance(request, MutableMapping):
         return request
     for attr in ("scope", "environ"):  # Starlette/FastAPI, Flask/Werkzeug/WebOb
         inner = getattr(request, attr, None)
@@ -74,6 +74,8 @@ class Manager:
         else:
             self._seed = instance
             self._engine = Engine(SeedBridge(instance), self.config)
+        # ASGI header names are lowercase bytes: match them without decoding every header.
+        self._sid_header = self.config.session_name_in_http_header.lower().encode("latin-1")
         self._gc_thread: threading.Thread | None = None
         self._gc_stop = threading.Event()
 
@@ -82,22 +84,24 @@ class Manager:
     def _client_sid(self, req: Mapping[str, Any], asgi: bool) -> str | None:
         cfg = self.config
         if asgi:
-            headers: dict[str, str] = {}
-            for name, value in req.get("headers", ()):
-                key = name.decode("latin-1").lower()
-                headers.setdefault(key, value.decode("latin-1"))
-            cookie_header = headers.get("cookie", "")
-            query = req.get("query_string", b"").decode("latin-1")
+            # HTTP/2 may split the Cookie header in several; they join with "; ".
+            raw = [value for name, value in req.get("headers", ()) if name == b"cookie"]
+            if not raw:
+                cookie_header = ""
+            else:
+                cookie_header = (raw[0] if len(raw) == 1 else b"; ".join(raw)).decode("latin-1")
         else:
             cookie_header = req.get("HTTP_COOKIE", "")
-            query = req.get("QUERY_STRING", "")
         sid = parse_cookie(cookie_header, cfg.cookie_name) if cookie_header else None
-        if not sid and cfg.enable_sid_in_url_query and query:
+        if not sid and cfg.enable_sid_in_url_query:
+            query = req.get("query_string", b"").decode("latin-1") if asgi else req.get(
+                "QUERY_STRING", "")
             sid = (parse_qs(query).get(cfg.cookie_name) or [None])[0]
         if not sid and cfg.enable_sid_in_http_header:
             name = cfg.session_name_in_http_header
             if asgi:
-                sid = headers.get(name.lower())
+                sid = next((value.decode("latin-1") for key, value in req.get("headers", ())
+                            if key == self._sid_header), None)
             else:
                 sid = req.get("HTTP_" + name.upper().replace("-", "_"))
         return sid or None
@@ -108,7 +112,7 @@ class Manager:
         ``request`` is a WSGI environ, an ASGI scope, or a framework request that carries
         one. Calling it again for the same request returns the same object.
         """
-        req = _request_dict(request)
+        req = request if type(request) is dict else _request_dict(request)
         cached = req.get(SESSION_KEY)
         if isinstance(cached, SessionStore) and cached._engine is self._engine:
             return cached
@@ -126,7 +130,7 @@ class Manager:
                 from_client=valid, secure=secure, async_mode=asgi,
             )
         else:
-            session = self._engine.open(sid, secure=secure, async_mode=asgi)
+            session = self._engine.open(sid, secure, asgi)
         req[SESSION_KEY] = session
         return session
 
@@ -175,7 +179,7 @@ class Manager:
 
     async def aget_active_session(self) -> int:
         """Async twin of :meth:`get_active_session`."""
-        count: int = await self._engine.arun(self._engine.single("count"))
+        count: int = await self._engine.arun_op("count")
         return count
 
     def gc(self) -> int:
@@ -185,7 +189,7 @@ class Manager:
 
     async def agc(self) -> int:
         """Async twin of :meth:`gc`."""
-        removed: int = await self._engine.arun(self._engine.single("gc"))
+        removed: int = await self._engine.arun_op("gc")
         return removed
 
     def start_gc(self) -> None:

@@ -20,6 +20,7 @@ DELETED: Any = object()
 # Values that can change in place without a __setitem__; snapshotted on first read so a
 # mutation such as ``session["cart"].append(x)`` is still saved.
 _MUTABLE = (list, dict, set, bytearray)
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class SessionStore(MutableMapping[str, Any]):
@@ -48,6 +49,7 @@ class SessionStore(MutableMapping[str, Any]):
         "_is_new",
         "_loaded",
         "_old_sid",
+        "_refresh_checked",
         "_secure",
         "_send_id",
         "_sid",
@@ -59,7 +61,6 @@ class SessionStore(MutableMapping[str, Any]):
         self,
         engine: Engine,
         sid: str,
-        *,
         from_client: bool,
         secure: bool = False,
         async_mode: bool = False,
@@ -80,6 +81,7 @@ class SessionStore(MutableMapping[str, Any]):
         self._old_sid: str | None = None
         self._expire_cookie = False
         self._send_id = False
+        self._refresh_checked = False
         # A client-supplied ID must be looked up before it can be trusted; a fresh one
         # is known to be new and empty.
         self._loaded = not from_client
@@ -89,14 +91,8 @@ class SessionStore(MutableMapping[str, Any]):
 
     def _ensure_loaded(self) -> None:
         self._accessed = True
-        if self._loaded:
-            return
-        if self._async and self._engine.provider.blocking:
-            raise SessionModeError(
-                "this session is not loaded and its provider does I/O: call "
-                "`await session.aload()` first (the ASGI middleware does it for you)"
-            )
-        self._engine.run(self._engine.load(self))
+        if not self._loaded:
+            self._engine.load(self)
 
     def load(self) -> None:
         """Read the session from the store now (it is otherwise read on first use)."""
@@ -106,7 +102,7 @@ class SessionStore(MutableMapping[str, Any]):
         """Async twin of :meth:`load`."""
         self._accessed = True
         if not self._loaded:
-            await self._engine.arun(self._engine.load(self))
+            await self._engine.aload(self)
 
     @property
     def loaded(self) -> bool:
@@ -117,11 +113,15 @@ class SessionStore(MutableMapping[str, Any]):
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return the value for ``key``, or ``default``."""
-        self._ensure_loaded()
+        self._accessed = True
+        if not self._loaded:
+            self._engine.load(self)
         value = self._data.get(key, _MISSING)
         if value is _MISSING:
             return default
-        if isinstance(value, _MUTABLE) and key not in self._snapshots:
+        if type(value) not in _SCALARS and isinstance(value, _MUTABLE) and (
+            key not in self._snapshots
+        ):
             self._snapshots[key] = copy.deepcopy(value)
         return value
 
@@ -129,7 +129,9 @@ class SessionStore(MutableMapping[str, Any]):
         """Set ``key`` to ``value``."""
         if not isinstance(key, str):
             raise TypeError(f"session keys must be str, not {type(key).__name__}")
-        self._ensure_loaded()
+        self._accessed = True
+        if not self._loaded:
+            self._engine.load(self)
         self._data[key] = value
         self._changes[key] = value
 
@@ -158,17 +160,24 @@ class SessionStore(MutableMapping[str, Any]):
         Appends ``Set-Cookie`` (and ``Cache-Control: no-store``) when the response must
         carry the ID, and ``Vary: Cookie`` when the session was read.
         """
-        if self._loaded and self._async and self._engine.provider.blocking:
-            raise SessionModeError(
-                "this session's provider does I/O: use `await session.asession_release(headers)`"
-            )
-        self._engine.run(self._engine.release(self))
+        engine = self._engine
+        plan = engine.release(self)
+        if plan is not None:
+            if self._async and engine.provider.blocking:
+                plan.close()
+                raise SessionModeError(
+                    "this session's provider does I/O: use "
+                    "`await session.asession_release(headers)`"
+                )
+            engine.run(plan)
         if headers is not None:
-            self._engine.response_headers(self, headers)
+            engine.response_headers(self, headers)
 
     async def asession_release(self, headers: list[tuple[str, str]] | None = None) -> None:
         """Async twin of :meth:`session_release`."""
-        await self._engine.arun(self._engine.release(self))
+        plan = self._engine.release(self)
+        if plan is not None:
+            await self._engine.arun(plan)
         if headers is not None:
             self._engine.response_headers(self, headers)
 

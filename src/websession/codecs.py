@@ -15,7 +15,7 @@ import hmac
 import json
 import pickle
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -44,26 +44,33 @@ class Codec(Protocol):
 # A tagged value is a one-key object whose key starts with a space, as in Flask's tagged
 # JSON: short, and a user's own one-key dict with such a key is escaped with " dict".
 _TAG = " "
-_SCALARS = (str, int, float, bool, type(None))
+# Exact types JSON stores as they are (subclasses such as IntEnum take the slow path).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _tag_dict(value: Mapping[Any, Any]) -> dict[str, Any]:
+    out = {}
+    for key, item in value.items():
+        if type(key) is not str:
+            raise SerializationError(
+                f"session dict keys must be str, got {type(key).__name__} {key!r}"
+            )
+        out[key] = item if type(item) in _PLAIN else _tag(item)
+    if len(out) == 1 and next(iter(out)).startswith(_TAG):
+        # Escaped as pairs: an inner object would be untagged before this one is.
+        return {" dict": [[key, item] for key, item in out.items()]}
+    return out
 
 
 def _tag(value: Any) -> Any:
-    if isinstance(value, _SCALARS):
+    if type(value) in _PLAIN:
         return value
     if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise SerializationError(
-                    f"session dict keys must be str, got {type(key).__name__} {key!r}"
-                )
-            out[key] = _tag(item)
-        if len(out) == 1 and next(iter(out)).startswith(_TAG):
-            # Escaped as pairs: an inner object would be untagged before this one is.
-            return {" dict": [[key, item] for key, item in out.items()]}
-        return out
+        return _tag_dict(value)
+    if isinstance(value, str | int | float):  # subclasses: str enums, IntEnum, bool...
+        return value
     if isinstance(value, list):
-        return [_tag(item) for item in value]
+        return [item if type(item) in _PLAIN else _tag(item) for item in value]
     if isinstance(value, tuple):
         return {" tuple": [_tag(item) for item in value]}
     if isinstance(value, _dt.datetime):
@@ -112,30 +119,56 @@ def _untag(obj: dict[str, Any]) -> Any:
     return obj
 
 
+def _make_encoder() -> Callable[[Any, int], Iterable[str]]:
+    # The C encoder, built once: json.dumps would rebuild it on every call, which costs
+    # as much as the encoding itself for a small session.
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - Pythons without the _json accelerator
+        python = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+        return lambda value, _level: python.iterencode(value)
+    chunks: Callable[[Any, int], Iterable[str]] = make(
+        None, None, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+    return chunks
+
+
+def _scanner(decoder: json.JSONDecoder) -> Callable[[str, int], tuple[Any, int]]:
+    scan: Callable[[str, int], tuple[Any, int]] = decoder.scan_once  # type: ignore[attr-defined]
+    return scan
+
+
 class JSONCodec:
     """JSON with tagged types; the default codec. Never executes anything it reads."""
 
-    __slots__ = ("_decoder", "_encoder")
+    __slots__ = ("_chunks", "_scan", "_scan_plain")
 
     def __init__(self) -> None:
-        self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-        self._decoder = json.JSONDecoder(object_hook=_untag)
+        self._chunks = _make_encoder()
+        # The decoders' scanners, called directly: JSONDecoder.decode adds two regex
+        # passes for whitespace that our own output never has.
+        self._scan = _scanner(json.JSONDecoder(object_hook=_untag))
+        self._scan_plain = _scanner(json.JSONDecoder())
 
     def encode(self, value: Mapping[str, Any]) -> bytes:
         """Encode ``value`` as UTF-8 JSON."""
         try:
-            return self._encoder.encode(_tag(dict(value))).encode("utf-8")
+            return "".join(self._chunks(_tag_dict(value), 0)).encode("utf-8")
         except (ValueError, RecursionError) as exc:
             raise SerializationError(f"session data is circular or too deep: {exc}") from exc
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Decode JSON written by :meth:`encode`."""
         try:
-            value = self._decoder.decode(data.decode("utf-8"))
+            text = data.decode("utf-8")
+            # Every tag is an object key starting with a space; without one, skip the hook.
+            scan = self._scan if '{" ' in text else self._scan_plain
+            value, end = scan(text, 0)
+        except StopIteration as exc:
+            raise DecodeError("not JSON") from exc
         except (ValueError, TypeError) as exc:
             raise DecodeError(str(exc)) from exc
-        if not isinstance(value, dict):
-            raise DecodeError("session payload is not an object")
+        if end != len(text) or not isinstance(value, dict):
+            raise DecodeError("session payload is not one JSON object")
         return value
 
 

@@ -19,16 +19,23 @@ def parse_cookie(header: str, name: str) -> str | None:
     Browsers send the most specific path first, so the first match is the one that counts.
     Surrounding double quotes are removed; nothing is unescaped.
     """
-    if name not in header:
+    target = name + "="
+    if header.startswith(target):  # the common case: our cookie first, or alone
+        end = header.find(";")
+        value = header[len(target) : end if end >= 0 else None].strip()
+    elif target not in header:
         return None
-    for part in header.split(";"):
-        key, sep, value = part.partition("=")
-        if sep and key.strip() == name:
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            return value
-    return None
+    else:
+        for part in header.split(";"):
+            key, sep, value = part.partition("=")
+            if sep and key.strip() == name:
+                value = value.strip()
+                break
+        else:
+            return None
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    return value
 
 
 def dump_cookie(

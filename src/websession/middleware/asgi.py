@@ -15,6 +15,30 @@ from .._manager import Manager
 
 __all__ = ["ASGISessionMiddleware"]
 
+_RAW_NAMES = {"Vary": b"vary", "Set-Cookie": b"set-cookie", "Cache-Control": b"cache-control"}
+
+
+_RAW_HEADERS = {
+    ("Vary", "Cookie"): (b"vary", b"Cookie"),
+    ("Cache-Control", "no-store"): (b"cache-control", b"no-store"),
+}
+
+
+def _raw_header(header: tuple[str, str]) -> tuple[bytes, bytes]:
+    name, value = header
+    return _RAW_NAMES.get(name) or name.lower().encode("latin-1"), value.encode("latin-1")
+
+
+def _add_headers(message: Message, extra: list[tuple[str, str]]) -> None:
+    # A new list: the application may reuse its header list for other responses.
+    headers = message.get("headers", ())
+    if ("Cache-Control", "no-store") in extra:  # it replaces the application's caching
+        headers = [h for h in headers if h[0].lower() != b"cache-control"]
+    message["headers"] = [
+        *headers,
+        *[_RAW_HEADERS.get(header) or _raw_header(header) for header in extra],
+    ]
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -36,6 +60,7 @@ class ASGISessionMiddleware:
         self.app = app
         self.manager = manager
         self.autoload = autoload
+        self._blocking = manager.provider_blocks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the application with the connection's session, and save it."""
@@ -44,20 +69,33 @@ class ASGISessionMiddleware:
             return
         session = self.manager.session_start(scope)
         scope["session"] = session
-        if self.autoload and not session.loaded and self.manager.provider_blocks:
-            await session.aload()
         start = "http.response.start" if scope["type"] == "http" else "websocket.accept"
 
-        async def send_with_session(message: Message) -> None:
+        if not self._blocking:
+            # Releasing does no I/O: a plain function can hand back send's awaitable, and
+            # the session is saved (in memory) before the response starts.
+            def send_now(message: Message) -> Awaitable[None]:
+                if message["type"] == start:
+                    extra: list[tuple[str, str]] = []
+                    session.session_release(extra)
+                    if extra:
+                        _add_headers(message, extra)
+                return send(message)
+
+            await self.app(scope, receive, send_now)
+            session.session_release()
+            return
+
+        if self.autoload and not session.loaded:
+            await session.aload()
+
+        async def send_after_save(message: Message) -> None:
             if message["type"] == start:
                 extra: list[tuple[str, str]] = []
                 await session.asession_release(extra)
                 if extra:
-                    message["headers"] = [
-                        *message.get("headers", ()),
-                        *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra),
-                    ]
+                    _add_headers(message, extra)
             await send(message)
 
-        await self.app(scope, receive, send_with_session)
+        await self.app(scope, receive, send_after_save)
         await session.asession_release()

@@ -49,10 +49,27 @@ class WSGISessionMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Run the application with the request's session, and save it."""
         session = self.manager.session_start(environ)
+        released = failed = False
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            session.session_release(headers)
+            nonlocal released, failed
+            # Once only: an error page sent after a failed save (exc_info set) must not
+            # try the save again.
+            if not released:
+                released = True
+                try:
+                    session.session_release(headers)
+                except BaseException:
+                    failed = True
+                    raise
             return start_response(status, headers, exc_info)
 
+        def save_late_changes() -> None:
+            if not failed:
+                session.session_release()
+
         body = self.app(environ, start)
-        return _Body(body, session.session_release)
+        if type(body) is list:  # already complete: save any late change now, no wrapper
+            save_late_changes()
+            return body
+        return _Body(body, save_late_changes)

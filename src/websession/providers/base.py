@@ -24,8 +24,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from ..exceptions import ConfigurationError
 
@@ -39,8 +38,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One stored session: opaque bytes, the time it may be dropped, and its version.
 
     ``expires_at`` is a Unix timestamp; a provider treats a record past it as absent and
@@ -286,7 +284,7 @@ class BaseProvider(ABC):
     def session_exist(self, sid: str) -> bool:
         """Seed interface: whether a live session ``sid`` exists."""
         engine = self._engine()
-        return engine.ids.is_valid(sid) and engine.run(engine.exists(sid))
+        return engine.ids.is_valid(sid) and engine.exists(sid)
 
     def session_regenerate(self, old_sid: str, sid: str) -> SessionStore:
         """Seed interface: move ``old_sid``'s data to ``sid`` (done when it is released)."""

@@ -45,14 +45,18 @@ class MemoryProvider(BaseProvider):
             return None
         return record
 
-    def _put(self, sid: str, record: Record) -> None:
+    def _put(self, sid: str, record: Record, previous: Record | None) -> None:
         self._records[sid] = record
-        self._records.move_to_end(sid)
-        heapq.heappush(self._heap, (record.expires_at, sid))
-        if len(self._heap) > 2 * len(self._records) + 64:
-            # Every write pushes an entry; compact the stale ones away (amortised O(1)).
-            self._heap = [(r.expires_at, k) for k, r in self._records.items()]
-            heapq.heapify(self._heap)
+        if self.max_sessions:
+            self._records.move_to_end(sid)
+        # A session's deadline only moves later, so its heap entry may lag behind: GC
+        # re-files an entry it finds early. Only a new record, or an earlier deadline,
+        # needs an entry now; a write of a busy session costs no heap work.
+        if previous is None or record.expires_at < previous.expires_at:
+            heapq.heappush(self._heap, (record.expires_at, sid))
+            if len(self._heap) > 2 * len(self._records) + 64:
+                self._heap = [(r.expires_at, k) for k, r in self._records.items()]
+                heapq.heapify(self._heap)
         if self.max_sessions and len(self._records) > self.max_sessions:
             self._records.popitem(last=False)
 
@@ -60,36 +64,51 @@ class MemoryProvider(BaseProvider):
         removed = 0
         heap, records = self._heap, self._records
         while heap and heap[0][0] <= now:
-            expires_at, sid = heapq.heappop(heap)
+            _, sid = heapq.heappop(heap)
             record = records.get(sid)
-            if record is not None and record.expires_at == expires_at:
+            if record is None:
+                continue  # deleted or evicted earlier
+            if record.expires_at <= now:
                 del records[sid]
                 removed += 1
+            else:
+                heapq.heappush(heap, (record.expires_at, sid))  # refreshed since filed
         return removed
 
     def read(self, sid: str) -> Record | None:
         """Return the live record, marking it recently used."""
-        with self._lock:
-            record = self._live(sid, time.time())
-            if record is not None:
-                self._records.move_to_end(sid)
-            return record
+        record = self._records.get(sid)  # a dict read is atomic: no lock needed to look
+        if record is None:
+            return None
+        if record.expires_at <= time.time():
+            with self._lock:
+                self._live(sid, time.time())
+            return None
+        if self.max_sessions:
+            with self._lock:
+                if sid in self._records:
+                    self._records.move_to_end(sid)
+        return record
 
     def create(self, sid: str, record: Record) -> bool:
         """Insert unless a live record has this ID."""
         with self._lock:
             if self._live(sid, time.time()) is not None:
                 return False
-            self._put(sid, record)
+            self._put(sid, record, None)
             return True
 
     def update(self, sid: str, record: Record, expected_version: int) -> bool:
         """Replace the live record if its version matches."""
         with self._lock:
-            current = self._live(sid, time.time())
-            if current is None or current.version != expected_version:
+            current = self._records.get(sid)
+            if (
+                current is None
+                or current.version != expected_version
+                or current.expires_at <= time.time()
+            ):
                 return False
-            self._put(sid, record)
+            self._put(sid, record, current)
             return True
 
     def touch(self, sid: str, expires_at: float) -> bool:
@@ -98,7 +117,7 @@ class MemoryProvider(BaseProvider):
             current = self._live(sid, time.time())
             if current is None:
                 return False
-            self._put(sid, Record(current.payload, expires_at, current.version))
+            self._put(sid, Record(current.payload, expires_at, current.version), current)
             return True
 
     def delete(self, sid: str) -> None:
