@@ -221,8 +221,8 @@ class Engine:
             return None
         if s._changes or s._cleared:
             return self._save_changes(s, time.time())
-        if s._refresh_checked:
-            return None  # a later release in the same request: the deadline is current
+        if s._refresh_checked or self.provider.refreshes_on_read:
+            return None  # refreshed already: by an earlier release, or by the read itself
         s._refresh_checked = True
         expires_at = self._deadline(s._created, time.time())
         if expires_at - s._expires_at >= self.refresh_step:

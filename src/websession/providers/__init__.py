@@ -31,6 +31,14 @@ ENTRY_POINT_GROUP = "websession.providers"
 
 _BUILTIN = {
     "memory": "websession.providers.memory:MemoryProvider",
+    "file": "websession.providers.file:FileProvider",
+    "cookie": "websession.providers.cookie:CookieProvider",
+    "sqlite": "websession.providers.sqlite:SQLiteProvider",
+    "redis": "websession.providers.redis:RedisProvider",
+    "redis_cluster": "websession.providers.redis:RedisClusterProvider",
+    "redis_sentinel": "websession.providers.redis:RedisSentinelProvider",
+    "mysql": "websession.providers.mysql:MySQLProvider",
+    "postgresql": "websession.providers.postgres:PostgresProvider",
 }
 _registry: dict[str, Any] = {}
 _lock = threading.Lock()

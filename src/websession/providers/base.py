@@ -173,6 +173,10 @@ class BaseProvider(ABC):
     #: Driver exceptions that mean "the store is unreachable"; the engine turns them into
     #: :class:`~websession.StoreUnavailableError`.
     unavailable_errors: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+    #: Whether :meth:`read` itself moves a live record's deadline to now + the idle
+    #: timeout (Redis ``GETEX``), so a read-only request needs no separate :meth:`touch`.
+    #: The engine still enforces the absolute lifetime when it decodes the record.
+    refreshes_on_read: bool = False
 
     _seed_engine: Engine | None = None
 
