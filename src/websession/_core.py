@@ -19,8 +19,13 @@ from ._ids import SessionIDs
 from ._session import DELETED, SessionStore
 from .codecs import DecodeError
 from .cookies import dump_cookie
-from .exceptions import SessionConflictError, SessionModeError, StoreUnavailableError
-from .providers.base import BaseProvider, Record
+from .exceptions import (
+    SessionConflictError,
+    SessionModeError,
+    SessionTooLarge,
+    StoreUnavailableError,
+)
+from .providers.base import BaseProvider, Record, Sealer
 
 if TYPE_CHECKING:
     from ._config import ManagerConfig
@@ -34,6 +39,8 @@ MAX_SAVE_ATTEMPTS = 200
 REFRESH_FRACTION = 0.1
 # A record's payload: the creation time as a big-endian double, then the codec's bytes.
 _CREATED = struct.Struct(">d")
+# The most a browser keeps of one Set-Cookie value (name, value and attributes).
+COOKIE_LIMIT = 4093
 
 
 #: A request to a provider: the primitive's name, its arguments, and a one-item list the
@@ -48,7 +55,9 @@ _ANAMES = {name: "a" + name for name in
 class Engine:
     """Shared session logic bound to one provider and one :class:`ManagerConfig`."""
 
-    __slots__ = ("absolute", "codec", "config", "idle", "ids", "provider", "refresh_step")
+    __slots__ = (
+        "absolute", "codec", "config", "idle", "ids", "provider", "refresh_step", "sealer",
+    )
 
     def __init__(self, provider: BaseProvider, config: ManagerConfig) -> None:
         self.provider = provider
@@ -58,6 +67,12 @@ class Engine:
         self.idle = float(config.idle_timeout)
         self.absolute = float(config.absolute_lifetime)
         self.refresh_step = self.idle * REFRESH_FRACTION
+        #: Set for a client-side provider: sessions are sealed into the cookie.
+        self.sealer: Sealer | None = None
+        if provider.client_side:
+            if not isinstance(provider, Sealer):
+                raise TypeError(f"{type(provider).__name__} is client-side but cannot seal")
+            self.sealer = provider
 
     # -- running plans ----------------------------------------------------------------
 
@@ -136,7 +151,9 @@ class Engine:
 
     def open(self, sid: str | None, secure: bool = False, async_mode: bool = False) -> SessionStore:
         """A session for a client-supplied ``sid``; a malformed one gets a fresh ID at once."""
-        if sid is not None and self.ids.matches(sid):
+        if sid is not None and (
+            self.sealer.valid_token(sid) if self.sealer is not None else self.ids.matches(sid)
+        ):
             return SessionStore(self, sid, True, secure, async_mode)
         session = SessionStore(self, self.ids.new(), False, secure, async_mode)
         session._expire_cookie = sid is not None  # a malformed cookie: have it dropped
@@ -215,6 +232,9 @@ class Engine:
         if s._snapshots:
             for key in self.mutated_keys(s):
                 s._changes[key] = s._data[key]
+        if self.sealer is not None:
+            self._seal(s, self.sealer)
+            return None
         if s._is_new:
             if s._data or s._old_sid is not None:
                 return self._save_new(s, time.time())
@@ -228,6 +248,35 @@ class Engine:
         if expires_at - s._expires_at >= self.refresh_step:
             return self._touch(s, expires_at)
         return None
+
+    def _seal(self, s: SessionStore, sealer: Sealer) -> None:
+        """Client-side sessions: every change, or a due refresh, is a new cookie value."""
+        now = time.time()
+        if s._is_new:
+            rotated, s._old_sid = s._old_sid is not None, None
+            if not s._data:
+                s._expire_cookie = s._expire_cookie or rotated
+                return
+            created, version = now, 1
+        elif s._changes or s._cleared:
+            created, version = s._created, s._version + 1
+        elif s._refresh_checked or (
+            self._deadline(s._created, now) - s._expires_at < self.refresh_step
+        ):
+            return
+        else:
+            created, version = s._created, s._version
+        s._refresh_checked = True
+        record = Record(self._encode(created, s._data), self._deadline(created, now), version)
+        token = sealer.seal(record)
+        size = len(self._cookie(token, s))
+        if size > COOKIE_LIMIT:
+            raise SessionTooLarge(size, COOKIE_LIMIT)
+        s._sid = token
+        s._is_new = False
+        s._send_id = True
+        s._expire_cookie = False
+        self._committed(s, record, created)
 
     def _touch(self, s: SessionStore, expires_at: float) -> Plan:
         out: list[Any] = [None]
@@ -325,6 +374,20 @@ class Engine:
 
     # -- response headers -------------------------------------------------------------
 
+    def _cookie(self, value: str | None, s: SessionStore) -> str:
+        """The ``Set-Cookie`` value carrying ``value``, or deleting the cookie if ``None``."""
+        cfg = self.config
+        return dump_cookie(
+            cfg.cookie_name,
+            "" if value is None else value,
+            max_age=0 if value is None else (cfg.cookie_life_time or None),
+            path=cfg.cookie_path,
+            domain=cfg.domain or None,
+            secure=cfg.secure or s._secure,
+            httponly=not cfg.disable_http_only,
+            samesite=cfg.cookie_same_site,
+        )
+
     def response_headers(self, s: SessionStore, headers: list[tuple[str, str]]) -> None:
         """Append the headers the response needs after ``s`` was released."""
         cfg = self.config
@@ -333,17 +396,8 @@ class Engine:
         if not (s._send_id or s._expire_cookie):
             return
         deleting = not s._send_id
-        if cfg.enable_set_cookie:
-            headers.append(("Set-Cookie", dump_cookie(
-                cfg.cookie_name,
-                "" if deleting else s._sid,
-                max_age=0 if deleting else (cfg.cookie_life_time or None),
-                path=cfg.cookie_path,
-                domain=cfg.domain or None,
-                secure=cfg.secure or s._secure,
-                httponly=not cfg.disable_http_only,
-                samesite=cfg.cookie_same_site,
-            )))
+        if cfg.enable_set_cookie or self.sealer is not None:  # a sealed session IS the cookie
+            headers.append(("Set-Cookie", self._cookie(None if deleting else s._sid, s)))
         if cfg.enable_sid_in_http_header:
             headers.append((cfg.session_name_in_http_header, "" if deleting else s._sid))
         # A response that carries the ID must never be cached: no-store replaces whatever

@@ -67,6 +67,8 @@ class Manager:
                 "websession.providers.BaseProvider or implement websession.Provider"
             )
         instance.session_init(self.config.idle_timeout, self.config.provider_config)
+        if isinstance(instance, BaseProvider):
+            self.config = instance.adjust_config(self.config)
         self.provider = instance
         self._seed: Provider | None = None
         if isinstance(instance, BaseProvider):

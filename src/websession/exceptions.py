@@ -8,6 +8,7 @@ __all__ = [
     "SerializationError",
     "SessionConflictError",
     "SessionModeError",
+    "SessionTooLarge",
     "StoreUnavailableError",
     "UnknownProviderError",
     "WebSessionError",
@@ -64,6 +65,22 @@ class SessionConflictError(WebSessionError):
 
 class SerializationError(WebSessionError, TypeError):
     """A session value cannot be encoded by the configured codec."""
+
+
+class SessionTooLarge(WebSessionError):
+    """A session kept in the cookie would exceed what browsers store (4093 bytes).
+
+    Browsers drop such cookies silently, so this is raised instead; ``size`` is the
+    length of the ``Set-Cookie`` value that would have been sent.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"the session cookie would be {size} bytes with its attributes; browsers keep "
+            f"at most {limit}: store less in the session, or use a server-side provider"
+        )
+        self.size = size
+        self.limit = limit
 
 
 class SessionModeError(WebSessionError, TypeError):

@@ -26,13 +26,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 
+from ._config import ManagerConfig
 from ._manager import Manager
 from ._session import SessionStore
-from .providers.base import BaseProvider, Record
+from .providers.base import BaseProvider, Record, Sealer
 
 __all__ = ["Client", "ProviderConformance", "SpyProvider"]
 
@@ -46,7 +47,21 @@ class SpyProvider(BaseProvider):
         self.inner = inner
         self.blocking = inner.blocking
         self.unavailable_errors = inner.unavailable_errors
+        self.refreshes_on_read = inner.refreshes_on_read
+        self.client_side = inner.client_side
         self.calls: list[tuple[str, str | None]] = []
+
+    def session_init(self, max_lifetime: int, config: Any) -> None:
+        self.inner.session_init(max_lifetime, config)
+
+    def adjust_config(self, config: ManagerConfig) -> ManagerConfig:
+        return self.inner.adjust_config(config)
+
+    def seal(self, record: Record) -> str:
+        return cast(Sealer, self.inner).seal(record)
+
+    def valid_token(self, token: str) -> bool:
+        return cast(Sealer, self.inner).valid_token(token)
 
     @property
     def counts(self) -> Counter[str]:
@@ -227,12 +242,17 @@ SAMPLE: dict[str, Any] = {
 }
 
 
-class ProviderConformance:
-    """The behaviour every provider must show, in sync and async mode.
+class SessionConformance:
+    """What every provider must show through the manager, in sync and async mode —
+    client-side ones (the cookie provider) included.
 
     Override the ``provider`` fixture; optionally ``manager_config`` (a dict of manager
-    settings) if the provider needs ``providerConfig``.
+    settings) if the provider needs ``providerConfig``. Server-side providers subclass
+    :class:`ProviderConformance`, which adds what a store must do.
     """
+
+    #: Set by suites for client-side providers, whose "ID" is the sealed cookie value.
+    client_side = False
 
     #: Seconds that sleeping tests wait beyond an expiry, for stores with coarse clocks.
     expiry_slack = 0.3
@@ -297,7 +317,6 @@ class ProviderConformance:
     def _client_for(self, manager: Manager, client: Client, cookie: str | None = None) -> Client:
         return Client(manager, client.mode, client.runner, cookie)
 
-    # -- basics -----------------------------------------------------------------------
 
     def test_values_round_trip_exactly(self, client: Client) -> None:
         client.roundtrip(**SAMPLE)
@@ -307,19 +326,16 @@ class ProviderConformance:
         for key, value in SAMPLE.items():
             assert type(back[key]) is type(value), key
 
-    def test_new_session_is_saved_only_when_it_holds_data(
-        self, client: Client, spy: SpyProvider
-    ) -> None:
+    def test_new_session_is_saved_only_when_it_holds_data(self, client: Client) -> None:
         session = client.open()
         assert session.is_new
         headers = client.release(session)
         assert not any(k == "Set-Cookie" for k, _ in headers)
-        assert spy.counts["create"] == 0
-        assert client.active() == 0
+        assert client.cookie is None
         client.roundtrip(user="ann")
-        assert client.active() == 1
         assert any(k == "Set-Cookie" for k, _ in client.headers)
         assert ("Cache-Control", "no-store") in client.headers
+        assert client.data() == {"user": "ann"}
 
     def test_untouched_session_never_reaches_the_store(
         self, client: Client, spy: SpyProvider
@@ -340,17 +356,6 @@ class ProviderConformance:
         assert spy.counts == Counter({"read": 1})
         assert ("Vary", "Cookie") in headers
         assert not any(k == "Set-Cookie" for k, _ in headers)
-
-    def test_one_read_and_one_write_per_changing_request(
-        self, client: Client, spy: SpyProvider
-    ) -> None:
-        client.roundtrip(n=1)
-        spy.calls.clear()
-        session = client.open()
-        session["n"] += 1
-        client.release(session)
-        assert spy.counts == Counter({"read": 1, "update": 1})
-        assert client.data() == {"n": 2}
 
     def test_delete_and_flush_persist(self, client: Client) -> None:
         client.roundtrip(a=1, b=2, c=3)
@@ -375,8 +380,6 @@ class ProviderConformance:
         client.release(session)
         assert client.data() == {"cart": ["apple", "pear"], "prefs": {"theme": "light"}}
 
-    # -- IDs --------------------------------------------------------------------------
-
     def test_unknown_id_is_never_adopted(self, manager: Manager, client: Client) -> None:
         forged = manager._engine.ids.new()
         victim = self._client_for(manager, client, forged)
@@ -397,19 +400,6 @@ class ProviderConformance:
         assert session.session_id() != bad
         assert attacker.data() == {"k": "v"}
 
-    def test_ids_are_long_random_and_prefixed(self, make_manager: Callable[..., Manager],
-                                              client: Client) -> None:
-        manager = make_manager(session_id_prefix="app-", session_id_length=24)
-        ids = set()
-        for _ in range(20):
-            c = self._client_for(manager, client)
-            ids.add(c.roundtrip(x=1).session_id())
-        assert len(ids) == 20
-        for sid in ids:
-            assert sid.startswith("app-") and len(sid) == 4 + 48
-
-    # -- expiry -----------------------------------------------------------------------
-
     def test_idle_timeout(self, make_manager: Callable[..., Manager], client: Client) -> None:
         manager = make_manager(max_lifetime=1)
         c = self._client_for(manager, client)
@@ -420,7 +410,6 @@ class ProviderConformance:
         assert c.data() == {"user": "ann"}  # alive 1.2 s after creation
         time.sleep(1 + self.expiry_slack)
         assert c.data() == {}
-        assert c.active() == 0
 
     def test_absolute_lifetime(self, make_manager: Callable[..., Manager],
                                client: Client) -> None:
@@ -431,6 +420,93 @@ class ProviderConformance:
         c.roundtrip(seen=True)
         time.sleep(0.5 + self.expiry_slack)
         assert c.data() == {}
+
+    def test_regenerate_keeps_data(self, client: Client) -> None:
+        client.roundtrip(cart=[1])
+        old = client.cookie
+        session = client.open()
+        new = client.regenerate(session)
+        session["user"] = "ann"
+        headers = client.release(session)
+        assert client.cookie not in (None, old)
+        if not self.client_side:  # a client-side "ID" is the sealed value, made on release
+            assert new == session.session_id() == client.cookie
+        assert ("Cache-Control", "no-store") in headers
+        assert client.data() == {"cart": [1], "user": "ann"}
+
+    def test_destroy_expires_cookie(self, client: Client) -> None:
+        client.roundtrip(user="ann")
+        session = client.begin()
+        client.destroy(session)
+        headers = client.release(session)
+        assert any(k == "Set-Cookie" and "Max-Age=0" in v for k, v in headers)
+        assert client.cookie is None
+        assert client.data() == {}
+
+    def test_values_after_destroy_start_a_new_session(self, client: Client) -> None:
+        client.roundtrip(user="ann")
+        old = client.cookie
+        session = client.open()
+        client.destroy(session)
+        session["flash"] = "logged out"
+        client.release(session)
+        assert client.cookie not in (None, old)
+        assert client.data() == {"flash": "logged out"}
+
+
+class ProviderConformance(SessionConformance):
+    """The full suite for server-side providers: :class:`SessionConformance` plus the
+    store's side — counting, GC, revocation, merging of concurrent changes, and the
+    primitives' contract."""
+
+    def test_empty_sessions_are_never_stored(self, client: Client, spy: SpyProvider) -> None:
+        client.release(client.open())
+        assert spy.counts["create"] == 0
+        assert client.active() == 0
+        client.roundtrip(user="ann")
+        assert spy.counts["create"] == 1
+        assert client.active() == 1
+
+    def test_regenerate_kills_old_id(self, manager: Manager, client: Client) -> None:
+        client.roundtrip(cart=[1])
+        old = client.cookie
+        session = client.open()
+        client.regenerate(session)
+        client.release(session)
+        assert self._client_for(manager, client, old).data() == {}
+        assert client.data() == {"cart": [1]}
+        assert client.active() == 1
+
+    def test_destroy_deletes_from_the_store(self, manager: Manager, client: Client) -> None:
+        client.roundtrip(user="ann")
+        old = client.cookie
+        session = client.begin()
+        client.destroy(session)
+        client.release(session)
+        assert client.active() == 0
+        assert self._client_for(manager, client, old).data() == {}
+
+    def test_one_read_and_one_write_per_changing_request(
+        self, client: Client, spy: SpyProvider
+    ) -> None:
+        client.roundtrip(n=1)
+        spy.calls.clear()
+        session = client.open()
+        session["n"] += 1
+        client.release(session)
+        assert spy.counts == Counter({"read": 1, "update": 1})
+        assert client.data() == {"n": 2}
+
+    def test_ids_are_long_random_and_prefixed(self, make_manager: Callable[..., Manager],
+                                              client: Client) -> None:
+        manager = make_manager(session_id_prefix="app-", session_id_length=24)
+        ids = set()
+        for _ in range(20):
+            c = self._client_for(manager, client)
+            ids.add(c.roundtrip(x=1).session_id())
+        assert len(ids) == 20
+        for sid in ids:
+            assert sid.startswith("app-") and len(sid) == 4 + 48
 
     def test_count_and_gc(self, make_manager: Callable[..., Manager], client: Client) -> None:
         short = make_manager(max_lifetime=1)
@@ -446,44 +522,6 @@ class ProviderConformance:
         assert client.active() == 1
         assert keep.data() == {"i": 9}
 
-    # -- regenerate and destroy -------------------------------------------------------
-
-    def test_regenerate_keeps_data_and_kills_old_id(self, manager: Manager,
-                                                    client: Client) -> None:
-        client.roundtrip(cart=[1])
-        old = client.cookie
-        session = client.open()
-        new = client.regenerate(session)
-        session["user"] = "ann"
-        headers = client.release(session)
-        assert new != old and client.cookie == new
-        assert ("Cache-Control", "no-store") in headers
-        assert client.data() == {"cart": [1], "user": "ann"}
-        stale = self._client_for(manager, client, old)
-        assert stale.data() == {}
-        assert client.active() == 1
-
-    def test_destroy_deletes_and_expires_cookie(self, manager: Manager, client: Client) -> None:
-        client.roundtrip(user="ann")
-        old = client.cookie
-        session = client.begin()
-        client.destroy(session)
-        headers = client.release(session)
-        assert any(k == "Set-Cookie" and "Max-Age=0" in v for k, v in headers)
-        assert client.cookie is None
-        assert client.active() == 0
-        assert self._client_for(manager, client, old).data() == {}
-
-    def test_values_after_destroy_start_a_new_session(self, client: Client) -> None:
-        client.roundtrip(user="ann")
-        old = client.cookie
-        session = client.open()
-        client.destroy(session)
-        session["flash"] = "logged out"
-        client.release(session)
-        assert client.cookie not in (None, old)
-        assert client.data() == {"flash": "logged out"}
-
     def test_damaged_record_is_an_empty_session(self, manager: Manager, client: Client,
                                                 spy: SpyProvider) -> None:
         client.roundtrip(user="ann")
@@ -493,8 +531,6 @@ class ProviderConformance:
         assert spy.inner.update(client.cookie, Record(b"\x80not json", record.expires_at,
                                                       record.version + 1), record.version)
         assert client.data() == {}
-
-    # -- concurrency ------------------------------------------------------------------
 
     def _concurrently(self, client: Client, jobs: list[Callable[[SessionStore], None]]) -> None:
         """Run one request per job at once, all loading before any saves: threads in sync
@@ -576,8 +612,6 @@ class ProviderConformance:
         assert login.data() == {"user": "ann"}
         assert client.active() == 1
 
-    # -- the primitives' contract -----------------------------------------------------
-
     def test_primitives_contract(self, provider: BaseProvider, client: Client) -> None:
         def call(name: str, *args: Any) -> Any:
             return client.call(lambda: getattr(provider, name)(*args),
@@ -604,5 +638,3 @@ class ProviderConformance:
         assert call("count") == 0
         assert call("create", sid, Record(b"gone", time.time() - 1, 1)) in (True, False)
         assert call("read", sid) is None  # an expired record reads as absent
-
-

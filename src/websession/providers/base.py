@@ -29,10 +29,19 @@ from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar,
 from ..exceptions import ConfigurationError
 
 if TYPE_CHECKING:
+    from .._config import ManagerConfig
     from .._core import Engine
     from .._session import SessionStore
 
-__all__ = ["BaseProvider", "Provider", "Record", "Store", "parse_options"]
+__all__ = [
+    "BaseProvider",
+    "ClientSideProvider",
+    "Provider",
+    "Record",
+    "Sealer",
+    "Store",
+    "parse_options",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -113,7 +122,9 @@ class Provider(Protocol):
         ...
 
 
-def parse_options(config: Any, known: Mapping[str, type], *, provider: str) -> dict[str, Any]:
+def parse_options(
+    config: Any, known: Mapping[str, type | tuple[type, ...]], *, provider: str
+) -> dict[str, Any]:
     """Read a provider's options from a JSON string or a mapping.
 
     Keys match ``known`` case-insensitively and without underscores, as Go's decoder
@@ -150,8 +161,9 @@ def parse_options(config: Any, known: Mapping[str, type], *, provider: str) -> d
             )
         kind = known[name]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise ConfigurationError(
-                f"providerConfig for {provider!r}: {key} must be {kind.__name__}, got {value!r}",
+                f"providerConfig for {provider!r}: {key} must be {names}, got {value!r}",
                 key=str(key),
             )
         options[name] = value
@@ -177,6 +189,9 @@ class BaseProvider(ABC):
     #: timeout (Redis ``GETEX``), so a read-only request needs no separate :meth:`touch`.
     #: The engine still enforces the absolute lifetime when it decodes the record.
     refreshes_on_read: bool = False
+    #: Whether the session lives in the client (the cookie provider): the engine then
+    #: seals each change into a new cookie value instead of writing to a store.
+    client_side: bool = False
 
     _seed_engine: Engine | None = None
 
@@ -185,6 +200,11 @@ class BaseProvider(ABC):
     def configure(self, config: Any) -> None:
         """Apply the manager's ``providerConfig``; this default accepts only an empty one."""
         parse_options(config, {}, provider=type(self).__name__)
+
+    def adjust_config(self, config: ManagerConfig) -> ManagerConfig:
+        """Return the manager's settings as this provider needs them (called once, after
+        :meth:`session_init`). The cookie provider's own cookie options decide its cookie."""
+        return config
 
     # -- the primitives ---------------------------------------------------------------
 
@@ -308,3 +328,72 @@ class BaseProvider(ABC):
     def session_gc(self) -> None:
         """Seed interface: remove expired sessions."""
         self._engine().run_op("gc")
+
+
+@runtime_checkable
+class Sealer(Protocol):
+    """What the engine needs from a client-side provider besides :meth:`BaseProvider.read`."""
+
+    def seal(self, record: Record) -> str:
+        """Return ``record`` as an authenticated, encrypted cookie value."""
+        ...
+
+    def valid_token(self, token: str) -> bool:
+        """Tell whether ``token`` has the shape of a value :meth:`seal` makes."""
+        ...
+
+
+class ClientSideProvider(BaseProvider):
+    """Base of providers that keep the whole session in the client.
+
+    The cookie value is the record, sealed: :meth:`seal` makes it, :meth:`read` (through
+    :meth:`unseal`) opens it and returns ``None`` for anything forged, damaged or expired.
+    There is no store to write to, so ``create``/``update``/``touch`` are never called by
+    the engine; ``delete`` cannot revoke a cookie the client keeps (destroy expires it);
+    ``count`` and ``gc`` have nothing to see and return 0, as in the seed.
+    """
+
+    blocking = False
+    client_side = True
+
+    @abstractmethod
+    def seal(self, record: Record) -> str:
+        """Return ``record`` as an authenticated, encrypted cookie value."""
+
+    @abstractmethod
+    def unseal(self, token: str) -> Record | None:
+        """Open a value made by :meth:`seal`; ``None`` if forged, damaged or expired."""
+
+    def valid_token(self, token: str) -> bool:
+        """Tell whether ``token`` may be a sealed value (cheap shape check)."""
+        return bool(token)
+
+    def read(self, sid: str) -> Record | None:
+        """Open the sealed cookie value ``sid``."""
+        return self.unseal(sid)
+
+    def _no_store(self, *args: Any) -> bool:
+        raise TypeError(f"{type(self).__name__} keeps sessions in the client: nothing to write")
+
+    def create(self, sid: str, record: Record) -> bool:
+        """Not used: a client-side session is sealed, not stored."""
+        return self._no_store(sid, record)
+
+    def update(self, sid: str, record: Record, expected_version: int) -> bool:
+        """Not used: a client-side session is sealed, not stored."""
+        return self._no_store(sid, record, expected_version)
+
+    def touch(self, sid: str, expires_at: float) -> bool:
+        """Not used: a client-side session is re-sealed with its new deadline."""
+        return self._no_store(sid, expires_at)
+
+    def delete(self, sid: str) -> None:
+        """Nothing to delete: the client holds the session (destroy expires the cookie)."""
+
+    def count(self) -> int:
+        """Unknowable for sessions held by clients: 0, as in the seed."""
+        return 0
+
+    def gc(self) -> int:
+        """Nothing to collect: expiry is inside each sealed value."""
+        return 0

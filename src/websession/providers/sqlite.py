@@ -1,0 +1,163 @@
+"""The SQLite provider: the embedded persistent default, on the standard library's sqlite3.
+
+``Manager("sqlite", {..., "ProviderConfig": "./sessions.db"})`` — a database file, or an
+object ``{"path": "./sessions.db", "table": "websession_sessions"}``.
+
+Schema, created if absent::
+
+    CREATE TABLE websession_sessions (
+        sid        TEXT PRIMARY KEY,
+        payload    BLOB NOT NULL,
+        expires_at REAL NOT NULL,   -- Unix time
+        version    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX websession_sessions_expires ON websession_sessions (expires_at);
+
+The database runs in WAL mode, so readers never wait for the writer; each thread has its
+own connection in autocommit mode, each primitive is one statement (atomic on its own),
+and a busy timeout lets writers from other threads and processes take turns. GC deletes
+through the expiry index in batches, so it never holds the write lock for long; counting
+is one indexed query.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+import time
+from typing import Any
+
+from ..exceptions import ConfigurationError
+from .base import BaseProvider, Record, parse_options
+
+__all__ = ["SQLiteProvider"]
+
+_TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+GC_BATCH = 1000
+
+
+class SQLiteProvider(BaseProvider):
+    """Sessions in an SQLite database file; safe across threads and processes."""
+
+    unavailable_errors = (sqlite3.OperationalError,)
+
+    def __init__(self, path: str = "", *, table: str = "websession_sessions",
+                 busy_timeout: float = 10.0) -> None:
+        self.path = path
+        self.table = table
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._ready = False
+        if path:
+            self._check()
+
+    def configure(self, config: Any) -> None:
+        """A database path (as the seed's file provider takes a directory), or an object."""
+        if isinstance(config, str) and not config.lstrip().startswith("{"):
+            self.path = config or self.path
+        else:
+            options = parse_options(config, {"path": str, "table": str}, provider="sqlite")
+            self.path = options.get("path", self.path)
+            self.table = options.get("table", self.table)
+        self._check()
+
+    def _check(self) -> None:
+        if not self.path:
+            raise ConfigurationError("providerConfig for 'sqlite': give a database file",
+                                     key="providerConfig")
+        if not _TABLE.fullmatch(self.table):
+            raise ConfigurationError(f"providerConfig for 'sqlite': bad table name "
+                                     f"{self.table!r}", key="table")
+        t = self.table
+        self._sql = {
+            "read": f"SELECT payload, expires_at, version FROM {t} "
+                    "WHERE sid = ? AND expires_at > ?",
+            "create": f"INSERT INTO {t} (sid, payload, expires_at, version) VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT (sid) DO UPDATE SET payload = excluded.payload, "
+                      "expires_at = excluded.expires_at, version = excluded.version "
+                      f"WHERE {t}.expires_at <= ?",
+            "update": f"UPDATE {t} SET payload = ?, expires_at = ?, version = ? "
+                      "WHERE sid = ? AND version = ? AND expires_at > ?",
+            "touch": f"UPDATE {t} SET expires_at = ? WHERE sid = ? AND expires_at > ?",
+            "delete": f"DELETE FROM {t} WHERE sid = ?",
+            "count": f"SELECT COUNT(*) FROM {t} WHERE expires_at > ?",
+            "gc": f"DELETE FROM {t} WHERE sid IN "
+                  f"(SELECT sid FROM {t} WHERE expires_at <= ? LIMIT {GC_BATCH})",
+        }
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            with self._lock:
+                if not self._ready:
+                    t = self.table
+                    db.execute(
+                        f"CREATE TABLE IF NOT EXISTS {t} (sid TEXT PRIMARY KEY, "
+                        "payload BLOB NOT NULL, expires_at REAL NOT NULL, "
+                        "version INTEGER NOT NULL) WITHOUT ROWID"
+                    )
+                    db.execute(f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires_at)")
+                    self._ready = True
+                self._all.append(db)
+            self._local.db = db
+        return db
+
+    def read(self, sid: str) -> Record | None:
+        """One indexed SELECT."""
+        row = self._db().execute(self._sql["read"], (sid, time.time())).fetchone()
+        return None if row is None else Record(row[0], row[1], row[2])
+
+    def create(self, sid: str, record: Record) -> bool:
+        """INSERT, or replace an expired row; nothing if a live row exists."""
+        cursor = self._db().execute(
+            self._sql["create"],
+            (sid, record.payload, record.expires_at, record.version, time.time()),
+        )
+        return cursor.rowcount == 1
+
+    def update(self, sid: str, record: Record, expected_version: int) -> bool:
+        """UPDATE only a live row at ``expected_version``."""
+        cursor = self._db().execute(
+            self._sql["update"],
+            (record.payload, record.expires_at, record.version, sid, expected_version,
+             time.time()),
+        )
+        return cursor.rowcount == 1
+
+    def touch(self, sid: str, expires_at: float) -> bool:
+        """Move a live row's deadline."""
+        cursor = self._db().execute(self._sql["touch"], (expires_at, sid, time.time()))
+        return cursor.rowcount == 1
+
+    def delete(self, sid: str) -> None:
+        """DELETE the row."""
+        self._db().execute(self._sql["delete"], (sid,))
+
+    def count(self) -> int:
+        """Count live rows."""
+        count: int = self._db().execute(self._sql["count"], (time.time(),)).fetchone()[0]
+        return count
+
+    def gc(self) -> int:
+        """Delete expired rows, a batch (one short write transaction) at a time."""
+        db, removed, now = self._db(), 0, time.time()
+        while True:
+            deleted = db.execute(self._sql["gc"], (now,)).rowcount
+            removed += deleted
+            if deleted < GC_BATCH:
+                return removed
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._lock:
+            connections, self._all = self._all, []
+        for db in connections:
+            db.close()
+        self._local = threading.local()
