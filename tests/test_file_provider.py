@@ -247,3 +247,19 @@ def test_gc_runs_in_another_process_too(tmp_path: Path) -> None:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         assert pool.apply(_spawned_gc, (str(root),)) == 1
     assert os.listdir(root / "ef") == [".lock"]
+
+
+def test_a_forked_worker_opens_its_own_descriptors(tmp_path: Path) -> None:
+    provider = FileProvider(tmp_path / "s", fsync=False)
+    provider.create("ab" * 16, Record(b"x", time.time() + 60, 1))
+    assert provider._shards_open  # the parent has the subdirectory open
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        fresh = not provider._shards_open
+        ok = provider.update("ab" * 16, Record(b"y", time.time() + 60, 2), 1)
+        os._exit(0 if fresh and ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    record = provider.read("ab" * 16)
+    assert record is not None
+    assert record.payload == b"y"

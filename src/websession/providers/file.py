@@ -31,10 +31,13 @@ import errno
 import fcntl
 import os
 import re
-import secrets
+import stat
 import struct
+import threading
 import time
+import weakref
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..exceptions import ConfigurationError
@@ -48,7 +51,10 @@ _LOCK = ".lock"
 _TMP = ".tmp-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Threads that sweep subdirectories during GC.
+GC_THREADS = 4
 
 
 def _ns(timestamp: float) -> int:
@@ -64,6 +70,9 @@ class FileProvider(BaseProvider):
     def __init__(self, path: str | os.PathLike[str] | None = None, *, fsync: bool = True) -> None:
         self.fsync = fsync
         self.path = ""
+        self._forget_descriptors()
+        ref = weakref.WeakMethod(self._forget_descriptors)
+        os.register_at_fork(after_in_child=lambda: (method := ref()) and method())
         if path is not None:
             self._set_path(os.fspath(path))
 
@@ -83,6 +92,7 @@ class FileProvider(BaseProvider):
                 f"providerConfig for 'file': {path!r} is not a directory", key="providerConfig"
             )
         self.path = os.path.abspath(path)
+        self.close()  # descriptors of a previous directory
 
     def configure(self, config: Any) -> None:
         """A directory (the seed's form), or ``{"path": ..., "fsync": true}``."""
@@ -95,7 +105,7 @@ class FileProvider(BaseProvider):
             self._set_path(options.get("path", ""))
         self.fsync = options.get("fsync", self.fsync)
 
-    # -- paths and locks --------------------------------------------------------------
+    # -- directories and locks --------------------------------------------------------
 
     @staticmethod
     def _shard_of(sid: str) -> str:
@@ -105,71 +115,83 @@ class FileProvider(BaseProvider):
             raise ValueError("a session ID used as a file name must be a plain name")
         return sid[-2:]
 
-    @contextlib.contextmanager
-    def _shard(self, shard: str, *, create: bool) -> Iterator[int | None]:
-        """A subdirectory as a directory descriptor (``None`` if it does not exist and
-        ``create`` is false)."""
-        root = os.open(self.path, _DIR_FLAGS)
-        try:
-            try:
-                fd = os.open(shard, _DIR_FLAGS, dir_fd=root)
-            except FileNotFoundError:
-                if not create:
-                    yield None
-                    return
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(shard, 0o700, dir_fd=root)
-                fd = os.open(shard, _DIR_FLAGS, dir_fd=root)
-        finally:
-            os.close(root)
-        try:
-            yield fd
-        finally:
-            os.close(fd)
+    def _forget_descriptors(self) -> None:
+        # After a fork the child must not share the parent's lock descriptions: flock
+        # would then treat both processes as one holder.
+        self._shards_open: dict[str, _Shard] = {}
+        self._guard = threading.Lock()
 
-    @contextlib.contextmanager
-    def _locked(self, shard: str, *, create: bool) -> Iterator[int | None]:
-        """A subdirectory, held under an exclusive lock for a check-then-write."""
-        with self._shard(shard, create=create) as fd:
-            if fd is None:
-                yield None
-                return
-            lock = os.open(_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                           dir_fd=fd)
+    def _shard(self, name: str, *, create: bool) -> _Shard | None:
+        """The open subdirectory ``name`` (``None`` if absent and ``create`` is false)."""
+        shard = self._shards_open.get(name)
+        if shard is not None:
+            return shard
+        with self._guard:
+            shard = self._shards_open.get(name)
+            if shard is not None:
+                return shard
+            root = os.open(self.path, _DIR_FLAGS)
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                yield fd
+                try:
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=root)
+                except FileNotFoundError:
+                    if not create:
+                        return None
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, 0o700, dir_fd=root)
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=root)
             finally:
-                os.close(lock)  # closing releases the lock
+                os.close(root)
+            lock = os.open(_LOCK, _LOCK_FLAGS, 0o600, dir_fd=fd)
+            shard = self._shards_open[name] = _Shard(fd, lock)
+            return shard
 
     # -- file records -----------------------------------------------------------------
 
     @staticmethod
-    def _load(dir_fd: int, name: str, now: float) -> Record | None:
+    def _open(dir_fd: int, name: str, now: float) -> tuple[int, os.stat_result] | None:
+        """The live session file ``name``, open, with its ``stat``; ``None`` if absent,
+        expired, or a symlink."""
         try:
             fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
             return None
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # a symlink where a session file should be
                 return None
             raise
+        info = os.fstat(fd)
+        if info.st_mtime_ns <= _ns(now) or info.st_size < _VERSION.size:
+            os.close(fd)
+            return None
+        return fd, info
+
+    def _load(self, dir_fd: int, name: str, now: float) -> Record | None:
+        opened = self._open(dir_fd, name, now)
+        if opened is None:
+            return None
+        fd, info = opened
         try:
-            info = os.fstat(fd)
-            expires_at = info.st_mtime_ns / 1e9
-            if expires_at <= now:
-                return None
-            data = b""
-            while chunk := os.read(fd, max(info.st_size, 65536)):
-                data += chunk
+            data = os.read(fd, info.st_size)  # a session file never changes once renamed
         finally:
             os.close(fd)
-        if len(data) < _VERSION.size:
+        return Record(data[_VERSION.size :], info.st_mtime_ns / 1e9, _VERSION.unpack_from(data)[0])
+
+    def _version(self, dir_fd: int, name: str, now: float) -> int | None:
+        """The live session's version, from its first 8 bytes only."""
+        opened = self._open(dir_fd, name, now)
+        if opened is None:
             return None
-        return Record(data[_VERSION.size :], expires_at, _VERSION.unpack_from(data)[0])
+        fd, _ = opened
+        try:
+            return int(_VERSION.unpack(os.pread(fd, _VERSION.size, 0))[0])
+        finally:
+            os.close(fd)
 
     def _write(self, dir_fd: int, name: str, record: Record) -> None:
-        tmp = f"{_TMP}{name}-{secrets.token_hex(4)}"
+        # Called under the shard lock, so one temporary name per session is enough; a
+        # leftover from a crashed writer is simply truncated.
+        tmp = _TMP + name
         fd = os.open(tmp, _WRITE_FLAGS, 0o600, dir_fd=dir_fd)
         try:
             try:
@@ -194,50 +216,54 @@ class FileProvider(BaseProvider):
 
     def read(self, sid: str) -> Record | None:
         """Read the session file; no lock (renames are atomic)."""
-        with self._shard(self._shard_of(sid), create=False) as fd:
-            return None if fd is None else self._load(fd, sid, time.time())
+        shard = self._shard(self._shard_of(sid), create=False)
+        return None if shard is None else self._load(shard.fd, sid, time.time())
 
     def create(self, sid: str, record: Record) -> bool:
         """Write a new session file unless a live one exists."""
-        with self._locked(self._shard_of(sid), create=True) as fd:
-            assert fd is not None
-            if self._load(fd, sid, time.time()) is not None:
+        shard = self._shard(self._shard_of(sid), create=True)
+        assert shard is not None
+        with shard.locked():
+            opened = self._open(shard.fd, sid, time.time())
+            if opened is not None:
+                os.close(opened[0])
                 return False
-            self._write(fd, sid, record)
+            self._write(shard.fd, sid, record)
             return True
 
     def update(self, sid: str, record: Record, expected_version: int) -> bool:
         """Replace the live session file if it is at ``expected_version``."""
-        with self._locked(self._shard_of(sid), create=False) as fd:
-            if fd is None:
+        shard = self._shard(self._shard_of(sid), create=False)
+        if shard is None:
+            return False
+        with shard.locked():
+            if self._version(shard.fd, sid, time.time()) != expected_version:
                 return False
-            current = self._load(fd, sid, time.time())
-            if current is None or current.version != expected_version:
-                return False
-            self._write(fd, sid, record)
+            self._write(shard.fd, sid, record)
             return True
 
     def touch(self, sid: str, expires_at: float) -> bool:
         """Move the deadline (the file's mtime) of a live session."""
-        with self._locked(self._shard_of(sid), create=False) as fd:
-            if fd is None:
-                return False
+        shard = self._shard(self._shard_of(sid), create=False)
+        if shard is None:
+            return False
+        with shard.locked():
             try:
-                info = os.stat(sid, dir_fd=fd, follow_symlinks=False)
+                info = os.stat(sid, dir_fd=shard.fd, follow_symlinks=False)
             except FileNotFoundError:
                 return False
-            if info.st_mtime_ns / 1e9 <= time.time():
+            if info.st_mtime_ns <= _ns(time.time()) or not stat.S_ISREG(info.st_mode):
                 return False
             deadline = _ns(expires_at)
-            os.utime(sid, ns=(deadline, deadline), dir_fd=fd, follow_symlinks=False)
+            os.utime(sid, ns=(deadline, deadline), dir_fd=shard.fd, follow_symlinks=False)
             return True
 
     def delete(self, sid: str) -> None:
         """Remove the session file."""
-        with self._locked(self._shard_of(sid), create=False) as fd:
-            if fd is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(sid, dir_fd=fd)
+        shard = self._shard(self._shard_of(sid), create=False)
+        if shard is not None:
+            with shard.locked(), contextlib.suppress(FileNotFoundError):
+                os.unlink(sid, dir_fd=shard.fd)
 
     def _shards(self) -> Iterator[str]:
         with os.scandir(self.path) as entries:
@@ -259,26 +285,61 @@ class FileProvider(BaseProvider):
         return total
 
     def gc(self) -> int:
-        """Delete expired session files and stale temporary files, deciding by ``stat``."""
+        """Delete expired session files and stale temporary files, deciding by ``stat``.
+
+        Subdirectories lock independently and ``unlink`` releases the GIL, so a few
+        threads sweep them side by side: on a disk, unlinking is most of the cost.
+        """
         now = time.time()
+        with ThreadPoolExecutor(max_workers=GC_THREADS) as pool:
+            return sum(pool.map(lambda name: self._sweep(name, now), list(self._shards())))
+
+    def _sweep(self, name: str, now: float) -> int:
+        shard = self._shard(name, create=False)
+        if shard is None:
+            return 0
         now_ns, stale_ns = _ns(now), _ns(now - self.tmp_grace)
         removed = 0
-        for shard in self._shards():
-            with self._locked(shard, create=False) as fd:
-                if fd is None:
+        with shard.locked(), os.scandir(shard.fd) as entries:
+            for entry in entries:
+                if not entry.is_file(follow_symlinks=False) or entry.name == _LOCK:
                     continue
-                with os.scandir(fd) as entries:
-                    for entry in entries:
-                        if not entry.is_file(follow_symlinks=False) or entry.name == _LOCK:
-                            continue
-                        info = entry.stat(follow_symlinks=False)
-                        temporary = entry.name.startswith(_TMP)
-                        # A temporary file's mtime is already its record's deadline; its
-                        # inode change time tells how long ago a writer gave up on it.
-                        if (info.st_ctime_ns <= stale_ns) if temporary else (
-                            info.st_mtime_ns <= now_ns
-                        ):
-                            with contextlib.suppress(FileNotFoundError):
-                                os.unlink(entry.name, dir_fd=fd)
-                            removed += not temporary
+                info = entry.stat(follow_symlinks=False)
+                temporary = entry.name.startswith(_TMP)
+                # A temporary file's mtime is already its record's deadline; its inode
+                # change time tells how long ago a writer gave up on it.
+                if (info.st_ctime_ns <= stale_ns) if temporary else (info.st_mtime_ns <= now_ns):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.name, dir_fd=shard.fd)
+                    removed += not temporary
         return removed
+
+    def close(self) -> None:
+        """Close the cached directory and lock descriptors."""
+        with self._guard:
+            shards, self._shards_open = self._shards_open, {}
+        for shard in shards.values():
+            os.close(shard.lock)
+            os.close(shard.fd)
+
+
+class _Shard:
+    """An open subdirectory: its descriptor, its lock file, and a mutex for this process's
+    threads (``flock`` on a shared descriptor does not exclude threads)."""
+
+    __slots__ = ("fd", "lock", "mutex")
+
+    def __init__(self, fd: int, lock: int) -> None:
+        self.fd = fd
+        self.lock = lock
+        self.mutex = threading.Lock()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the subdirectory against every other thread and process."""
+        with self.mutex:
+            fcntl.flock(self.lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self.lock, fcntl.LOCK_UN)
