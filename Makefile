@@ -29,8 +29,12 @@ unit: $(STAMP) services
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+# Peers side by side in one process each; prints requests/s and ratios. Several minutes.
+bench: $(STAMP) services
 	$(PY) -m bench
+	$(PY) -m bench.storage_bench
+	$(PY) -m bench.redis_bench
+	$(PY) -m bench.sql_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

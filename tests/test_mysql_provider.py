@@ -1,0 +1,349 @@
+"""The MySQL / MariaDB provider against a real MariaDB: the conformance suite in both modes,
+configuration, pooling, GC, broken connections, and a crash and restart mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import ssl
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pymysql  # type: ignore[import-untyped, unused-ignore]
+import pytest
+from tests.db_servers import MariaDBServer, check_restart_recovery, private_server
+from tests.servers import require_server
+
+from websession import ConfigurationError, Manager, MissingDependencyError, StoreUnavailableError
+from websession.providers._sql import CHECK_IDLE_AFTER
+from websession.providers.base import Record
+from websession.providers.mysql import MySQLParams, MySQLPool, MySQLProvider, PoolTimeout, parse_dsn
+from websession.testing import Client, ProviderConformance
+
+HOST, PORT = "127.0.0.1", 3306
+DSN = f"root:@tcp({HOST}:{PORT})/test?charset=utf8mb4"
+
+
+def _admin() -> Any:
+    return pymysql.connect(host=HOST, port=PORT, user="root", database="test", autocommit=True)
+
+
+@pytest.fixture
+def table() -> Iterator[str]:
+    """A table name of this test's own, dropped afterwards."""
+    require_server("MariaDB", HOST, PORT)
+    name = f"ws_test_{uuid.uuid4().hex[:12]}"
+    yield name
+    conn = _admin()
+    try:
+        conn.cursor().execute(f"DROP TABLE IF EXISTS `{name}`")
+    finally:
+        conn.close()
+
+
+class TestMySQLConformance(ProviderConformance):
+    @pytest.fixture
+    def provider(self, table: str, runner: asyncio.Runner | None) -> Iterator[MySQLProvider]:
+        provider = MySQLProvider(DSN, table=table)
+        yield provider
+        # Async pools belong to the test's event loop: close them in it, before it closes.
+        if runner is None:
+            provider.close()
+        else:
+            runner.run(provider.aclose())
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("dsn", "expected"), [
+    ("root:@tcp(127.0.0.1:3306)/test?charset=utf8mb4",
+     MySQLParams(user="root", database="test")),
+    ("user:p@ss:w/rd@tcp(db.example:3307)/sessions",
+     MySQLParams(host="db.example", port=3307, user="user", password="p@ss:w/rd",
+                 database="sessions")),
+    ("/test", MySQLParams(database="test")),
+    ("root@tcp([::1]:3310)/x?timeout=1m30s&readTimeout=500ms&parseTime=true&loc=Local",
+     MySQLParams(host="::1", port=3310, user="root", database="x", connect_timeout=90.0,
+                 read_timeout=0.5)),
+    ("root@tcp(localhost)/x?charset=utf8mb4,utf8",
+     MySQLParams(host="localhost", user="root", database="x")),
+    ("app:secret@unix(/run/mysqld/mysqld.sock)/db",
+     MySQLParams(user="app", password="secret", database="db",
+                 unix_socket="/run/mysqld/mysqld.sock")),
+    ("mysql://app:s%40cret@db.example:3307/sessions?charset=latin1&connect_timeout=2",
+     MySQLParams(host="db.example", port=3307, user="app", password="s@cret",
+                 database="sessions", charset="latin1", connect_timeout=2.0)),
+    ("mariadb://root@127.0.0.1/test?unix_socket=/tmp/m.sock",
+     MySQLParams(user="root", database="test", unix_socket="/tmp/m.sock")),
+])
+def test_dsn_forms(dsn: str, expected: MySQLParams) -> None:
+    assert parse_dsn(dsn) == expected
+
+
+def test_tls_parameter() -> None:
+    assert parse_dsn("root@tcp(h)/d").ssl is None
+    verified = parse_dsn("root@tcp(h)/d?tls=true").ssl
+    assert verified is not None and verified.check_hostname
+    lax = parse_dsn("root@tcp(h)/d?tls=skip-verify").ssl
+    assert lax is not None and lax.verify_mode == ssl.CERT_NONE
+
+
+@pytest.mark.parametrize(("dsn", "problem"), [
+    ("root@tcp(127.0.0.1:3306)", "no '/'"),
+    ("root@tcp(127.0.0.1:3306/test", "closed by ')'"),
+    ("root@tcp(127.0.0.1:99999)/test", "port"),
+    ("root@udp(127.0.0.1)/test", "unknown network 'udp'"),
+    ("root@tcp(h)/test?timeout=soon", "timeout='soon'"),
+    ("root@tcp(h)/test?tls=custom", "tls='custom'"),
+    ("root@tcp(h)/test?frobnicate=1", "unknown parameter 'frobnicate'"),
+    ("postgres://u@h/d", "scheme 'postgres'"),
+    ("", "empty"),
+])
+def test_malformed_dsn_is_a_configuration_error(dsn: str, problem: str) -> None:
+    with pytest.raises(ConfigurationError, match="MySQL DSN") as info:
+        parse_dsn(dsn)
+    assert problem in str(info.value)
+    with pytest.raises(ConfigurationError):
+        Manager("mysql", {"providerConfig": dsn})
+
+
+def test_dsn_errors_never_echo_the_password() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_dsn("root:hunter2@tcp(h:0)/d")
+    assert "hunter2" not in str(info.value)
+
+
+def test_options_are_checked() -> None:
+    for config, key in [
+        ({"dsn": DSN, "table": "bad-name"}, "table"),
+        ({"dsn": DSN, "table": "x" * 49}, "table"),
+        ({"dsn": DSN, "maxConnections": 0}, "maxConnections"),
+        ({"dsn": DSN, "gcBatchSize": 1.5}, "gcBatchSize"),
+        ({"dsn": DSN, "pool": object()}, "pool"),
+        ({"dsn": DSN, "frob": 1}, "frob"),
+    ]:
+        with pytest.raises(ConfigurationError) as info:
+            Manager("mysql", {"providerConfig": config})
+        assert info.value.key == key, config
+    with pytest.raises(ConfigurationError, match="needs providerConfig"):
+        Manager("mysql")
+
+
+def test_issue_example_config(table: str) -> None:
+    manager = Manager("mysql", {"ProviderConfig": DSN})
+    provider = manager.provider
+    assert isinstance(provider, MySQLProvider)
+    assert provider.table == "websession_sessions"
+    client = Client(manager, "sync", None)
+    client.roundtrip(user="ann")
+    assert client.data() == {"user": "ann"}
+    assert client.cookie is not None
+    provider.delete(client.cookie)
+    manager.close()
+
+
+def test_json_config_with_options(table: str) -> None:
+    config = json.dumps({"dsn": f"mysql://root@{HOST}:{PORT}/test", "table": table,
+                         "maxConnections": 3, "poolTimeout": 0.5, "gcBatchSize": 7})
+    with Manager("mysql", {"providerConfig": config}) as manager:
+        provider = manager.provider
+        assert isinstance(provider, MySQLProvider)
+        assert (provider.table, provider.max_connections, provider.pool_timeout,
+                provider.gc_batch_size) == (table, 3, 0.5, 7)
+        Client(manager, "sync", None).roundtrip(x=1)
+        assert manager.get_active_session() == 1
+
+
+def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pymysql", None)
+    monkeypatch.delitem(sys.modules, "websession.providers.mysql")
+    with pytest.raises(MissingDependencyError, match=r"websession\[mysql\]") as info:
+        importlib.import_module("websession.providers.mysql")
+    assert info.value.extra == "mysql"
+
+
+# -- pools --------------------------------------------------------------------------------
+
+
+def test_pool_is_bounded(table: str) -> None:
+    provider = MySQLProvider(DSN, table=table, max_connections=3)
+    sids = [f"{i:032x}" for i in range(60)]
+    later = time.time() + 60
+    with ThreadPoolExecutor(30) as pool:
+        assert all(pool.map(lambda sid: provider.create(sid, Record(b"x", later, 1)), sids))
+    own = provider._own_pool
+    assert own is not None and len(own._idle) <= 3
+    assert provider.count() == 60
+    provider.close()
+
+
+def test_pool_timeout_when_every_connection_is_borrowed() -> None:
+    require_server("MariaDB", HOST, PORT)
+    pool = MySQLPool(DSN, max_size=1, timeout=0.2)
+    conn = pool.acquire()
+    started = time.monotonic()
+    with pytest.raises(PoolTimeout):
+        pool.acquire()
+    assert time.monotonic() - started < 2
+    pool.release(conn)
+    pool.release(pool.acquire())
+    pool.close()
+
+
+def test_a_pool_timeout_is_a_store_outage(table: str) -> None:
+    pool = MySQLPool(DSN, max_size=1, timeout=0.2)
+    manager = Manager("mysql", {"providerConfig": {"pool": pool, "table": table}})
+    held = pool.acquire()
+    with pytest.raises(StoreUnavailableError):
+        manager.get_active_session()
+    pool.release(held)
+    assert manager.get_active_session() == 0
+    manager.close()
+    pool.release(pool.acquire())  # the application's pool is still open
+    pool.close()
+
+
+def test_application_owned_pools(table: str) -> None:
+    import aiomysql  # type: ignore[import-untyped, unused-ignore]
+
+    pool = MySQLPool(DSN, max_size=2)
+    provider = MySQLProvider(table=table, pool=pool)
+    later = time.time() + 60
+    assert provider.create("a" * 32, Record(b"x", later, 1))
+
+    async def in_loop() -> None:
+        apool = await aiomysql.create_pool(host=HOST, port=PORT, user="root", db="test",
+                                           maxsize=2)  # autocommit off: still committed
+        async_provider = MySQLProvider(table=table, async_pool=apool)
+        assert await async_provider.acreate("b" * 32, Record(b"y", later, 1))
+        assert await async_provider.aread("a" * 32) == Record(b"x", later, 1)
+        await async_provider.aclose()
+        async with apool.acquire() as conn, conn.cursor() as cur:  # still ours to use
+            await cur.execute("SELECT 1")
+        apool.close()
+        await apool.wait_closed()
+
+    asyncio.run(in_loop())
+    assert provider.read("b" * 32) == Record(b"y", later, 1)
+    provider.close()
+    pool.release(pool.acquire())  # not closed by the provider
+    pool.close()
+
+
+def test_async_pools_follow_the_event_loop(table: str) -> None:
+    provider = MySQLProvider(DSN, table=table)
+    later = time.time() + 60
+    loops = [asyncio.new_event_loop() for _ in range(3)]
+    try:
+        for i, loop in enumerate(loops):  # one pool per loop, each opened in its own loop
+            assert loop.run_until_complete(provider.acreate(f"{i:032x}", Record(b"x", later, 1)))
+        assert len(provider._async_pools._pools) == 3
+        provider.close()  # from sync code: each pool is closed in its own (idle) loop
+        assert not provider._async_pools._pools
+    finally:
+        for loop in loops:
+            loop.close()
+    assert provider.count() == 3
+    provider.close()
+
+
+def test_killed_connections_are_replaced_not_reused(table: str) -> None:
+    provider = MySQLProvider(DSN, table=table, max_connections=4)
+    provider.count()
+    pool = provider._own_pool
+    assert pool is not None
+    conns = [pool.acquire() for _ in range(4)]
+    ids = [conn.thread_id() for conn in conns]
+    for conn in conns:
+        pool.release(conn)
+    admin = _admin()
+    for thread_id in ids:
+        admin.cursor().execute(f"KILL {int(thread_id)}")
+    admin.close()
+    time.sleep(CHECK_IDLE_AFTER + 0.2)  # connections given back just now are lent unchecked
+    # The server closed every idle connection: each is noticed and replaced on borrow.
+    for _ in range(8):
+        assert provider.count() == 0
+    provider.close()
+
+
+# -- GC -----------------------------------------------------------------------------------
+
+
+def _bulk(table: str, rows: list[tuple[str, bytes, float, int]]) -> None:
+    conn = _admin()
+    try:
+        conn.cursor().executemany(
+            f"INSERT INTO `{table}` (sid, payload, expires_at, version) VALUES (%s, %s, %s, %s)",
+            rows,
+        )
+    finally:
+        conn.close()
+
+
+def test_gc_removes_expired_rows_in_batches_and_keeps_live_ones(table: str) -> None:
+    provider = MySQLProvider(DSN, table=table, gc_batch_size=100)
+    provider.count()  # creates the table
+    now = time.time()
+    _bulk(table, [(f"{i:032x}", b"dead", now - 10 - i, 1) for i in range(1050)])
+    _bulk(table, [(f"live{i:028x}", b"live", now + 3600, 1) for i in range(20)])
+    assert provider.gc() == 1050
+    assert provider.count() == 20
+    assert provider.read(f"live{0:028x}") == Record(b"live", now + 3600, 1)
+    assert provider.gc() == 0
+    provider.close()
+
+
+def test_gc_and_count_walk_the_expiry_index(table: str) -> None:
+    provider = MySQLProvider(DSN, table=table)
+    provider.count()
+    now = time.time()
+    _bulk(table, [(f"{i:032x}", b"x", now + (i - 2000), 1) for i in range(4000)])
+    conn = _admin()
+    try:
+        cur = conn.cursor(pymysql.cursors.DictCursor)
+        for sql in (provider.statements.gc, provider.statements.count):
+            cur.execute("EXPLAIN " + sql, {"now": now, "batch": 1000})
+            plan = cur.fetchone()
+            assert plan["key"] == f"{table}_expires_at", plan
+    finally:
+        conn.close()
+    provider.close()
+
+
+# -- concurrency --------------------------------------------------------------------------
+
+
+def test_create_races_leave_exactly_one_winner(table: str) -> None:
+    provider = MySQLProvider(DSN, table=table)
+    later = time.time() + 60
+    sid = "d" * 32
+    barrier = threading.Barrier(16)
+
+    def create(i: int) -> bool:
+        barrier.wait()
+        return provider.create(sid, Record(str(i).encode(), later, 1))
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(create, range(16)))
+    assert results.count(True) == 1
+    record = provider.read(sid)
+    assert record is not None and record.payload == str(results.index(True)).encode()
+    provider.close()
+
+
+# -- a crash and restart mid-run ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_server_crash_and_restart(mode: str) -> None:
+    with private_server(MariaDBServer) as server:
+        provider = MySQLProvider(server.dsn, pool_timeout=1.0, max_connections=4)
+        check_restart_recovery(server, provider, mode)
