@@ -7,7 +7,6 @@ import asyncio
 import importlib
 import json
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -283,24 +282,6 @@ def test_gc_walks_the_expiry_index(table: str) -> None:
 
 
 # -- concurrency --------------------------------------------------------------------------
-
-
-def test_create_races_leave_exactly_one_winner(table: str) -> None:
-    provider = PostgresProvider(DSN, table=table)
-    later = time.time() + 60
-    sid = "d" * 32
-    barrier = threading.Barrier(16)
-
-    def create(i: int) -> bool:
-        barrier.wait()
-        return provider.create(sid, Record(str(i).encode(), later, 1))
-
-    with ThreadPoolExecutor(16) as pool:
-        results = list(pool.map(create, range(16)))
-    assert results.count(True) == 1
-    record = provider.read(sid)
-    assert record is not None and record.payload == str(results.index(True)).encode()
-    provider.close()
 
 
 # -- a crash and restart mid-run ---------------------------------------------------------

@@ -612,6 +612,33 @@ class ProviderConformance(SessionConformance):
         assert login.data() == {"user": "ann"}
         assert client.active() == 1
 
+    def test_racing_creates_leave_exactly_one_winner(self, provider: BaseProvider,
+                                                     client: Client) -> None:
+        sid = "d" * 32
+        later = time.time() + 60
+        n = 16
+        if client.mode == "sync":
+            barrier = threading.Barrier(n)
+
+            def create(i: int) -> bool:
+                barrier.wait()
+                return provider.create(sid, Record(str(i).encode(), later, 1))
+
+            with ThreadPoolExecutor(n) as pool:
+                results = list(pool.map(create, range(n)))
+        else:
+            async def all_() -> list[bool]:
+                return list(await asyncio.gather(
+                    *(provider.acreate(sid, Record(str(i).encode(), later, 1)) for i in range(n))
+                ))
+
+            assert client.runner is not None
+            results = client.runner.run(all_())
+        assert results.count(True) == 1
+        record = provider.read(sid)
+        assert record is not None
+        assert record.payload == str(results.index(True)).encode()
+
     def test_primitives_contract(self, provider: BaseProvider, client: Client) -> None:
         def call(name: str, *args: Any) -> Any:
             return client.call(lambda: getattr(provider, name)(*args),

@@ -18,6 +18,7 @@ import re
 import select
 import threading
 import time
+import weakref
 from abc import abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
@@ -43,6 +44,7 @@ __all__ = [
     "Statements",
     "Step",
     "adrive",
+    "close_async_pool",
     "drive",
     "idle_socket_broken",
 ]
@@ -459,6 +461,11 @@ def _positive(name: str, value: Any, kind: type = int) -> Any:
     return kind(value)
 
 
+async def close_async_pool(pool: AsyncPool[Any]) -> None:
+    """Close one of a :class:`PerLoop`'s pools."""
+    await pool.close()
+
+
 class SQLProvider(BaseProvider):
     """The primitives of a SQL provider as plans, over a subclass's drivers.
 
@@ -472,6 +479,8 @@ class SQLProvider(BaseProvider):
 
     table: str
     statements: Statements
+    _own_pool: Pool[Any] | None
+    _async_pools: PerLoop[Any]
     max_connections: int
     pool_timeout: float
     gc_batch_size: int
@@ -504,6 +513,10 @@ class SQLProvider(BaseProvider):
         self.pool: Any = None
         self.async_pool: Any = None
         self._lock = threading.Lock()
+        self._setup_lock = threading.Lock()
+        self._setup_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
         self._apply({
             "dsn": dsn, "table": table, "max_connections": max_connections,
             "pool_timeout": pool_timeout, "gc_batch_size": gc_batch_size,
@@ -586,17 +599,90 @@ class SQLProvider(BaseProvider):
     def check_pool(self, pool: Any, *, asynchronous: bool) -> Any:
         """Return ``pool`` if it is an application-owned pool this provider can use."""
 
-    @abstractmethod
     def _pools_open(self) -> bool:
         """Whether the provider has opened a pool of its own yet."""
+        return self._own_pool is not None or bool(self._async_pools._pools)
 
     @abstractmethod
+    def _sync_pool(self) -> Pool[Any]:
+        """The pool blocking calls borrow from: the application's, or one of our own."""
+
+    @abstractmethod
+    async def _async_pool(self) -> Any:
+        """The running loop's pool (``acquire``/``release`` as :class:`AsyncPool`)."""
+
+    @abstractmethod
+    def _execute(self, conn: Any, plan: Plan[T]) -> T:
+        """Run ``plan``'s statements on a connection of the sync driver."""
+
+    @abstractmethod
+    async def _aexecute(self, conn: Any, plan: Plan[T]) -> T:
+        """Run ``plan``'s statements on a connection of the async driver."""
+
+    @abstractmethod
+    def _reusable(self, conn: Any, exc: BaseException) -> bool:
+        """Whether ``conn`` is still in step with its server after ``exc``."""
+
+    # -- borrowing connections ----------------------------------------------------------
+
     def _run(self, plan: Plan[T]) -> T:
         """Run ``plan`` on a borrowed connection, blocking."""
+        pool = self._sync_pool()
+        conn = pool.acquire()
+        try:
+            if not self._ready:
+                with self._setup_lock:  # concurrent first calls create the table once
+                    if not self._ready:
+                        self._execute(conn, self._setup())
+                        self._ready = True
+            result = self._execute(conn, plan)
+        except BaseException as exc:
+            pool.release(conn, discard=not self._reusable(conn, exc))
+            raise
+        pool.release(conn)
+        return result
 
-    @abstractmethod
     async def _arun(self, plan: Plan[T]) -> T:
         """Run ``plan`` on a borrowed connection of the running loop's pool."""
+        pool = await self._async_pool()
+        conn = await pool.acquire()
+        try:
+            if not self._ready:
+                async with self._async_setup_lock():
+                    if not self._ready:
+                        await self._aexecute(conn, self._setup())
+                        self._ready = True
+            result = await self._aexecute(conn, plan)
+        except BaseException as exc:
+            await pool.release(conn, discard=not self._reusable(conn, exc))
+            raise
+        await pool.release(conn)
+        return result
+
+    def _async_setup_lock(self) -> asyncio.Lock:
+        # An asyncio.Lock belongs to one event loop; each loop that uses us gets its own.
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            lock = self._setup_locks.get(loop)
+            if lock is None:
+                lock = self._setup_locks[loop] = asyncio.Lock()
+            return lock
+
+    def close(self) -> None:
+        """Close the pools this provider opened (never the application's)."""
+        with self._lock:
+            pool, self._own_pool = self._own_pool, None
+        if pool is not None:
+            pool.close()
+        self._async_pools.close()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        with self._lock:
+            pool, self._own_pool = self._own_pool, None
+        if pool is not None:
+            pool.close()  # closing idle connections does not block
+        await self._async_pools.aclose()
 
     # -- the plans ----------------------------------------------------------------------
 

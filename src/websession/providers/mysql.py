@@ -74,6 +74,7 @@ from ._sql import (
     Step,
     T,
     adrive,
+    close_async_pool,
     drive,
     idle_socket_broken,
 )
@@ -462,7 +463,7 @@ class MySQLProvider(SQLProvider):
     def __init__(self, dsn: str | None = None, **options: Any) -> None:
         self._own_pool: MySQLPool | None = None
         self._async_pools: PerLoop[AsyncPool[Any]] = PerLoop(
-            self._open_async_pool, _close_async_pool)
+            self._open_async_pool, close_async_pool)
         self._app_async_pool: _AppAsyncPool | None = None
         super().__init__(dsn, **options)
 
@@ -525,31 +526,17 @@ class MySQLProvider(SQLProvider):
                 f"{type(pool).__name__}", key="pool")
         return pool
 
-    def _pools_open(self) -> bool:
-        return self._own_pool is not None or bool(self._async_pools._pools)
-
     # -- blocking I/O -----------------------------------------------------------------
 
     def _sync_pool(self) -> Pool[Any]:
+        """The application's :class:`MySQLPool`, or our own."""
+        if self.pool is not None:
+            return self.pool  # type: ignore[no-any-return]
         with self._lock:
             if self._own_pool is None:
                 self._own_pool = MySQLPool(self._need_dsn("sync"), max_size=self.max_connections,
                                            timeout=self.pool_timeout)
             return self._own_pool
-
-    def _run(self, plan: Plan[T]) -> T:
-        pool = self.pool or self._own_pool or self._sync_pool()
-        conn = pool.acquire()
-        try:
-            if not self._ready:
-                _execute(conn, self._setup())
-                self._ready = True
-            result = _execute(conn, plan)
-        except BaseException as exc:
-            pool.release(conn, discard=not _reusable(exc))
-            raise
-        pool.release(conn)
-        return result
 
     # -- asyncio I/O ------------------------------------------------------------------
 
@@ -563,39 +550,20 @@ class MySQLProvider(SQLProvider):
         return AsyncPool(connect, max_size=self.max_connections, timeout=self.pool_timeout,
                          usable=_aio_usable, close=_aio_close)
 
-    async def _arun(self, plan: Plan[T]) -> T:
-        pool = self._app_async_pool or await self._async_pools.get()
-        conn = await pool.acquire()
-        try:
-            if not self._ready:
-                await _aexecute(conn, self._setup())
-                self._ready = True
-            result = await _aexecute(conn, plan)
-        except BaseException as exc:
-            await pool.release(conn, discard=not _reusable(exc))
-            raise
-        await pool.release(conn)
-        return result
+    async def _async_pool(self) -> Any:
+        """The application's ``aiomysql.Pool``, or the running loop's own pool."""
+        return self._app_async_pool or await self._async_pools.get()
 
-    # -- closing ----------------------------------------------------------------------
+    def _execute(self, conn: Any, plan: Plan[T]) -> T:
+        """Run ``plan`` on a PyMySQL connection."""
+        return _execute(conn, plan)
 
-    def close(self) -> None:
-        """Close the pools this provider opened (never the application's)."""
-        with self._lock:
-            pool, self._own_pool = self._own_pool, None
-        if pool is not None:
-            pool.close()
-        self._async_pools.close()
+    async def _aexecute(self, conn: Any, plan: Plan[T]) -> T:
+        """Run ``plan`` on an aiomysql connection."""
+        return await _aexecute(conn, plan)
 
-    async def aclose(self) -> None:
-        """Async twin of :meth:`close`."""
-        with self._lock:
-            pool, self._own_pool = self._own_pool, None
-        if pool is not None:
-            pool.close()  # closing idle sockets does not block
-        await self._async_pools.aclose()
+    def _reusable(self, conn: Any, exc: BaseException) -> bool:
+        """In step after an error the server reported about the statement."""
+        return _reusable(exc)
 
-
-async def _close_async_pool(pool: AsyncPool[Any]) -> None:
-    await pool.close()
 

@@ -60,6 +60,7 @@ from ._sql import (
     Step,
     T,
     adrive,
+    close_async_pool,
     drive,
     idle_socket_broken,
 )
@@ -217,7 +218,7 @@ class PostgresProvider(SQLProvider):
     def __init__(self, dsn: str | None = None, **options: Any) -> None:
         self._own_pool: Pool[_Link] | None = None
         self._async_pools: PerLoop[AsyncPool[_Link]] = PerLoop(
-            self._open_async_pool, _close_async_pool
+            self._open_async_pool, close_async_pool
         )
         self._app_pool: _AppPool | None = None
         self._app_async_pool: _AppAsyncPool | None = None
@@ -299,9 +300,6 @@ class PostgresProvider(SQLProvider):
             self._app_pool = _AppPool(pool)
         return pool
 
-    def _pools_open(self) -> bool:
-        return self._own_pool is not None or bool(self._async_pools._pools)
-
     def _connect_options(self, dsn: str) -> dict[str, Any]:
         options: dict[str, Any] = {"autocommit": True}
         if "connect_timeout" not in conninfo_to_dict(dsn):
@@ -310,7 +308,10 @@ class PostgresProvider(SQLProvider):
 
     # -- blocking I/O -----------------------------------------------------------------
 
-    def _sync_pool(self) -> Pool[_Link]:
+    def _sync_pool(self) -> Pool[Any]:
+        """The application's pool, or our own."""
+        if self._app_pool is not None:
+            return self._app_pool  # type: ignore[return-value]
         with self._lock:
             if self._own_pool is None:
                 dsn = self._need_dsn("sync")
@@ -321,20 +322,6 @@ class PostgresProvider(SQLProvider):
                     usable=_usable, close=_close,
                 )
             return self._own_pool
-
-    def _run(self, plan: Plan[T]) -> T:
-        pool = self._app_pool or self._own_pool or self._sync_pool()
-        link = pool.acquire()
-        try:
-            if not self._ready:
-                _execute(link, self._setup())
-                self._ready = True
-            result = _execute(link, plan)
-        except BaseException:
-            pool.release(link, discard=not _reusable(link))
-            raise
-        pool.release(link)
-        return result
 
     # -- asyncio I/O ------------------------------------------------------------------
 
@@ -348,38 +335,19 @@ class PostgresProvider(SQLProvider):
         return AsyncPool(connect, max_size=self.max_connections, timeout=self.pool_timeout,
                          usable=_usable, close=_aclose)
 
-    async def _arun(self, plan: Plan[T]) -> T:
-        pool = self._app_async_pool or await self._async_pools.get()
-        link = await pool.acquire()
-        try:
-            if not self._ready:
-                await _aexecute(link, self._setup())
-                self._ready = True
-            result = await _aexecute(link, plan)
-        except BaseException:
-            await pool.release(link, discard=not _reusable(link))
-            raise
-        await pool.release(link)
-        return result
+    async def _async_pool(self) -> Any:
+        """The application's ``AsyncConnectionPool``, or the running loop's own pool."""
+        return self._app_async_pool or await self._async_pools.get()
 
-    # -- closing ----------------------------------------------------------------------
+    def _execute(self, conn: Any, plan: Plan[T]) -> T:
+        """Run ``plan`` on a psycopg connection."""
+        return _execute(conn, plan)
 
-    def close(self) -> None:
-        """Close the pools this provider opened (never the application's)."""
-        with self._lock:
-            pool, self._own_pool = self._own_pool, None
-        if pool is not None:
-            pool.close()
-        self._async_pools.close()
+    async def _aexecute(self, conn: Any, plan: Plan[T]) -> T:
+        """Run ``plan`` on a psycopg async connection."""
+        return await _aexecute(conn, plan)
 
-    async def aclose(self) -> None:
-        """Async twin of :meth:`close`."""
-        with self._lock:
-            pool, self._own_pool = self._own_pool, None
-        if pool is not None:
-            pool.close()  # closing idle connections does not block
-        await self._async_pools.aclose()
+    def _reusable(self, conn: Any, exc: BaseException) -> bool:
+        """In step unless the connection itself broke."""
+        return _reusable(conn)
 
-
-async def _close_async_pool(pool: AsyncPool[_Link]) -> None:
-    await pool.close()

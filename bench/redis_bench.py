@@ -1,0 +1,551 @@
+"""websession's Redis provider side by side with a raw redis-py loop and with its peers.
+
+``python -m bench.redis_bench`` runs a read-modify-write loop — read a counter from the
+session, increment it, store it, send the cookie back — against the Redis on
+127.0.0.1:6379 (``--redis`` to change), through:
+
+* WSGI: websession's middleware over :class:`~websession.providers.redis.RedisProvider`;
+  a raw redis-py loop doing the same two round trips (GET, then SET with an expiry);
+  Beaker's ``SessionMiddleware`` with its redis backend (``ext:redis``).
+* ASGI: websession's middleware over the same provider's redis.asyncio twins; a raw
+  redis.asyncio loop; then both session layers in a bare Starlette app, websession
+  against starsessions' ``RedisStore``.
+* 64 concurrent ASGI clients on one event loop: requests per second and latencies.
+
+Goals: at least 0.9x the raw loops, at least 1.5x Beaker and starsessions. Two more rows
+explain the figures without goals of their own: redis-py sending websession's own two
+commands (its Lua read and compare-and-set) with no session layer around them, and a
+read-only loop, where websession needs one round trip and its peers two. As in
+:mod:`bench.runner`, peers alternate over several rounds and each verdict is the median of
+per-round ratios. Every round checks that the counter reached the number of requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+
+import websession
+from websession.providers.base import Record
+from websession.providers.redis import _READ, _UPDATE, _value
+
+from . import asgi, wsgi
+from .client import CookieJar, RoundTripError, check_counter
+from .runner import Result, Settings, Timer, _measure, _version
+
+__all__ = ["main"]
+
+GOAL_RAW = 0.9
+GOAL_PEER = 1.5
+CONCURRENCY = 64
+
+FULL = Settings(rounds=9, requests=2_000, warmup=500)
+QUICK = Settings(rounds=3, requests=1_000, warmup=300)
+
+
+# -- peers --------------------------------------------------------------------------------
+
+
+def _manager(url: str, prefix: str) -> websession.Manager:
+    config = f'{{"save_path": "{url}", "poolsize": 100, "key_prefix": "{prefix}"}}'
+    return websession.Manager("redis", {"cookieName": "gosessionid", "gclifetime": 3600,
+                                        "ProviderConfig": config})
+
+
+def _raw_sync(client: redis.Redis, key: str) -> Timer:
+    """GET then SET EX of one counter: the two round trips a session request needs."""
+
+    def run(requests: int) -> float:
+        client.delete(key)
+        started = time.perf_counter()
+        for _ in range(requests):
+            value = client.get(key)
+            count = int(value or 0) + 1
+            client.set(key, b"%d" % count, ex=3600)
+        elapsed = time.perf_counter() - started
+        check_counter("raw redis-py", str(count).encode(), requests)
+        return elapsed
+
+    return run
+
+
+async def _raw_async(client: aredis.Redis, key: str, requests: int) -> float:
+    await client.delete(key)
+    count = 0
+    started = time.perf_counter()
+    for _ in range(requests):
+        value = await client.get(key)
+        count = int(value or 0) + 1
+        await client.set(key, b"%d" % count, ex=3600)
+    elapsed = time.perf_counter() - started
+    check_counter("raw redis.asyncio", str(count).encode(), requests)
+    return elapsed
+
+
+def _commands_sync(redis_client: redis.Redis, key: str) -> Timer:
+    """websession's two commands for a changing request, sent by plain redis-py."""
+    client: Any = redis_client  # execute_command is untyped in redis-py
+
+    def run(requests: int) -> float:
+        client.delete(key)
+        client.script_load(_READ.source)
+        client.script_load(_UPDATE.source)
+        client.set(key, _value(Record(b"0", time.time() + 3600, 1), 3_600_000), px=3_600_000)
+        started = time.perf_counter()
+        for version in range(1, requests + 1):
+            value = client.execute_command("EVALSHA", _READ.sha, 1, key)
+            count = int(value.rpartition(b":")[2]) + 1
+            record = Record(b"%d" % count, time.time() + 3600, version + 1)
+            client.execute_command("EVALSHA", _UPDATE.sha, 1, key, b"%d:" % version,
+                                   _value(record, 3_600_000), 3_600_000)
+        elapsed = time.perf_counter() - started
+        check_counter("redis-py, websession's commands", str(count).encode(), requests)
+        return elapsed
+
+    return run
+
+
+async def _commands_async(redis_client: aredis.Redis, key: str, requests: int) -> float:
+    client: Any = redis_client  # execute_command is untyped in redis-py
+    await client.delete(key)
+    await client.script_load(_READ.source)
+    await client.script_load(_UPDATE.source)
+    await client.set(key, _value(Record(b"0", time.time() + 3600, 1), 3_600_000), px=3_600_000)
+    count = 0
+    started = time.perf_counter()
+    for version in range(1, requests + 1):
+        value = await client.execute_command("EVALSHA", _READ.sha, 1, key)
+        count = int(value.rpartition(b":")[2]) + 1
+        record = Record(b"%d" % count, time.time() + 3600, version + 1)
+        await client.execute_command("EVALSHA", _UPDATE.sha, 1, key, b"%d:" % version,
+                                     _value(record, 3_600_000), 3_600_000)
+    elapsed = time.perf_counter() - started
+    check_counter("redis.asyncio, websession's commands", str(count).encode(), requests)
+    return elapsed
+
+
+def _beaker() -> Any:
+    from beaker.middleware import SessionMiddleware  # type: ignore[import-untyped]
+
+    return SessionMiddleware
+
+
+def _starlette_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def counter(request: Request) -> PlainTextResponse:
+        session = request.session
+        count = session.get("counter", 0) + 1
+        session["counter"] = count
+        return PlainTextResponse(str(count))
+
+    return Starlette(routes=[Route("/", counter)])
+
+
+# -- read-only requests -------------------------------------------------------------------
+#
+# The first request stores a random token; every later one only reads it back. The last
+# answer must be the first one, so a session that did not survive cannot pass for fast.
+
+
+def _token_wsgi(environ_key: str) -> Any:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        session = environ[environ_key]
+        token = session.get("token")
+        if token is None:
+            token = session["token"] = uuid.uuid4().hex
+            if environ_key == "beaker.session":
+                session.save()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [token.encode()]
+
+    return app
+
+
+def _token_starlette() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def token(request: Request) -> PlainTextResponse:
+        session = request.session
+        if "token" not in session:
+            session["token"] = uuid.uuid4().hex
+        return PlainTextResponse(session["token"])
+
+    return Starlette(routes=[Route("/", token)])
+
+
+def _check_token(peer: str, first: bytes, last: bytes) -> None:
+    if len(first) != 32 or first != last:
+        raise RoundTripError(f"{peer}: the session did not survive ({first!r}, {last!r})")
+
+
+def _run_wsgi_token(name: str, app: Any, requests: int) -> float:
+    jar = CookieJar()
+    cookies: list[str] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        cookies[:] = [value for key, value in headers if key.lower() == "set-cookie"]
+
+    bodies: list[bytes] = []
+    started = time.perf_counter()
+    for _ in range(requests):
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_NAME": "bench.local",
+                   "SERVER_PORT": "80", "wsgi.url_scheme": "http", "HTTP_COOKIE": jar.header}
+        result = app(environ, start_response)
+        bodies.append(b"".join(result))
+        if cookies:
+            jar.update(cookies)
+    elapsed = time.perf_counter() - started
+    _check_token(name, bodies[0], bodies[-1])
+    return elapsed
+
+
+async def _run_asgi_token(name: str, app: Any, requests: int) -> float:
+    jar = CookieJar()
+    cookies: list[str] = []
+    body: list[bytes] = []
+
+    async def receive() -> asgi.Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: asgi.Message) -> None:
+        if message["type"] == "http.response.start":
+            cookies[:] = [v.decode("latin-1") for k, v in message["headers"]
+                          if k == b"set-cookie"]
+        else:
+            body.append(message.get("body", b""))
+
+    first = b""
+    started = time.perf_counter()
+    for _ in range(requests):
+        scope = {"type": "http", "method": "GET", "scheme": "http", "path": "/",
+                 "query_string": b"", "headers": [(b"cookie", jar.header.encode())]}
+        body.clear()
+        await app(scope, receive, send)
+        first = first or b"".join(body)
+        if cookies:
+            jar.update(cookies)
+    elapsed = time.perf_counter() - started
+    _check_token(name, first, b"".join(body))
+    return elapsed
+
+
+def _raw_get(client: redis.Redis, key: str) -> Timer:
+    def run(requests: int) -> float:
+        client.set(key, uuid.uuid4().hex, ex=3600)
+        started = time.perf_counter()
+        for _ in range(requests):
+            client.get(key)
+        return time.perf_counter() - started
+
+    return run
+
+
+def _read_only_suite(url: str, tag: str, settings: Settings, runner: asyncio.Runner) -> None:
+    from starsessions import SessionAutoloadMiddleware, SessionMiddleware
+    from starsessions.stores.redis import RedisStore
+
+    sync_manager = _manager(url, f"bench:{tag}:ro:")
+    client = redis.Redis.from_url(url)
+    ours = websession.WSGISessionMiddleware(_token_wsgi("websession.session"), sync_manager)
+    beaker = _beaker()(_token_wsgi("beaker.session"), {
+        "session.type": "ext:redis", "session.url": url, "session.timeout": 3600})
+    try:
+        results = _measure([
+            ("websession (WSGI): 1 round trip", partial(_run_wsgi_token, "websession", ours)),
+            ("raw redis-py (GET)", _raw_get(client, f"bench:{tag}:rawget")),
+            ("Beaker (ext:redis): 2 round trips", partial(_run_wsgi_token, "beaker", beaker)),
+        ], settings)
+    finally:
+        sync_manager.close()
+        client.close()
+    _report("Read-only requests, WSGI", results[0], [(results[1], None), (results[2], None)])
+
+    manager = _manager(url, f"bench:{tag}:aro:")
+    store_client = aredis.Redis.from_url(url)
+    ours_asgi = websession.ASGISessionMiddleware(_token_starlette(), manager)
+    theirs = SessionMiddleware(
+        SessionAutoloadMiddleware(_token_starlette()),
+        store=RedisStore(connection=store_client, prefix=f"bench:{tag}:astar:"),
+        cookie_name="session", cookie_https_only=False, lifetime=3600,
+    )
+    results = _measure([
+        ("websession (Starlette): 1 round trip",
+         lambda n: runner.run(_run_asgi_token("websession", ours_asgi, n))),
+        ("starsessions (Starlette): 2 round trips",
+         lambda n: runner.run(_run_asgi_token("starsessions", theirs, n))),
+    ], settings)
+    runner.run(store_client.aclose())
+    runner.run(manager.aclose())
+    _report("Read-only requests, ASGI in a bare Starlette app", results[0],
+            [(results[1], None)])
+
+
+# -- reporting ----------------------------------------------------------------------------
+
+
+def _ratio(ours: Result, other: Result) -> float:
+    # Rounds of both ran back to back: a noisy moment slows both and mostly cancels out.
+    return statistics.median(o / p for o, p in zip(ours.rates, other.rates, strict=True))
+
+
+def _report(suite: str, ours: Result,
+            others: Sequence[tuple[Result, float | None]]) -> bool:
+    met = True
+    print(f"{suite}")
+    print(f"  {ours.name:<40} {ours.median:>7,.0f} req/s median {ours.best:>7,.0f} best")
+    for other, goal in others:
+        ratio = _ratio(ours, other)
+        if goal is None:
+            verdict = "(no goal: explains the figures)"
+        else:
+            ok = ratio >= goal
+            met &= ok
+            verdict = f"(goal >= {goal:g}x){'' if ok else '  BELOW GOAL'}"
+        print(f"  {other.name:<40} {other.median:>7,.0f} req/s median {other.best:>7,.0f} best"
+              f"   websession/it {ratio:.2f}x {verdict}")
+    return met
+
+
+# -- suites -------------------------------------------------------------------------------
+
+
+def _wsgi_suite(url: str, tag: str, settings: Settings) -> bool:
+    manager = _manager(url, f"bench:{tag}:wsgi:")
+    ours = wsgi.WSGIPeer(
+        "websession (WSGI, RedisProvider)",
+        websession.WSGISessionMiddleware(wsgi.counter_app("websession.session", save=False),
+                                         manager),
+        manager.close,
+    )
+    beaker = wsgi.WSGIPeer("Beaker (ext:redis)", _beaker()(
+        wsgi.counter_app("beaker.session", save=True),
+        {"session.type": "ext:redis", "session.url": url, "session.timeout": 3600},
+    ))
+    client = redis.Redis.from_url(url)
+    try:
+        results = _measure([
+            (ours.name, partial(wsgi.run_wsgi, ours)),
+            ("raw redis-py (GET, SET EX)", _raw_sync(client, f"bench:{tag}:raw")),
+            (beaker.name, partial(wsgi.run_wsgi, beaker)),
+            ("redis-py sending websession's commands", _commands_sync(client,
+                                                                    f"bench:{tag}:cmd")),
+        ], settings)
+    finally:
+        ours.close()
+        client.close()
+    return _report("Read-modify-write, WSGI, sync redis-py", results[0],
+                   [(results[1], GOAL_RAW), (results[2], GOAL_PEER), (results[3], None)])
+
+
+def _asgi_suite(url: str, tag: str, settings: Settings,
+                runner: asyncio.Runner) -> tuple[bool, websession.Manager]:
+    manager = _manager(url, f"bench:{tag}:asgi:")
+    ours = asgi.ASGIPeer("websession (ASGI, redis.asyncio)",
+                         websession.ASGISessionMiddleware(asgi.counter_app, manager))
+    client = aredis.Redis.from_url(url)
+    results = _measure([
+        (ours.name, lambda n: runner.run(asgi.run_asgi(ours, n))),
+        ("raw redis.asyncio (GET, SET EX)",
+         lambda n: runner.run(_raw_async(client, f"bench:{tag}:araw", n))),
+        ("redis.asyncio sending websession's commands",
+         lambda n: runner.run(_commands_async(client, f"bench:{tag}:acmd", n))),
+    ], settings)
+    runner.run(client.aclose())
+    met = _report("Read-modify-write, ASGI, redis.asyncio", results[0],
+                  [(results[1], GOAL_RAW), (results[2], None)])
+
+    from starsessions import SessionAutoloadMiddleware, SessionMiddleware
+    from starsessions.stores.redis import RedisStore
+
+    store_client = aredis.Redis.from_url(url)
+    theirs = asgi.ASGIPeer("starsessions RedisStore (Starlette)", SessionMiddleware(
+        SessionAutoloadMiddleware(_starlette_app()),
+        store=RedisStore(connection=store_client, prefix=f"bench:{tag}:star:"),
+        cookie_name="session", cookie_https_only=False, lifetime=3600,
+    ))
+    ours_starlette = asgi.ASGIPeer(
+        "websession (Starlette)",
+        websession.ASGISessionMiddleware(_starlette_app(), manager),
+    )
+    results = _measure([
+        (ours_starlette.name, lambda n: runner.run(asgi.run_asgi(ours_starlette, n))),
+        (theirs.name, lambda n: runner.run(asgi.run_asgi(theirs, n))),
+    ], settings)
+    runner.run(store_client.aclose())
+    met &= _report("Read-modify-write, ASGI, in a bare Starlette app", results[0],
+                   [(results[1], GOAL_PEER)])
+    return met, manager
+
+
+async def _timed_client(app: asgi.ASGIApp, requests: int, latencies: list[float]) -> None:
+    """One browser sending ``requests`` requests in a row, timing each one."""
+    jar = CookieJar()
+    set_cookies: list[str] = []
+    body: list[bytes] = []
+
+    async def receive() -> asgi.Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: asgi.Message) -> None:
+        if message["type"] == "http.response.start":
+            set_cookies[:] = [v.decode("latin-1") for k, v in message["headers"]
+                              if k == b"set-cookie"]
+        else:
+            body.append(message.get("body", b""))
+
+    for _ in range(requests):
+        scope = {"type": "http", "method": "GET", "scheme": "http", "path": "/",
+                 "query_string": b"", "headers": [(b"cookie", jar.header.encode())]}
+        body.clear()
+        started = time.perf_counter()
+        await app(scope, receive, send)
+        latencies.append(time.perf_counter() - started)
+        if set_cookies:
+            jar.update(set_cookies)
+    check_counter("concurrent websession", b"".join(body), requests)
+
+
+async def _raw_client(client: aredis.Redis, key: str, requests: int,
+                      latencies: list[float]) -> None:
+    await client.delete(key)
+    for _ in range(requests):
+        started = time.perf_counter()
+        count = int(await client.get(key) or 0) + 1
+        await client.set(key, b"%d" % count, ex=3600)
+        latencies.append(time.perf_counter() - started)
+
+
+async def _concurrently(make: Callable[[int, list[float]], Awaitable[None]], clients: int,
+                        requests: int) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    started = time.perf_counter()
+    await asyncio.gather(*(make(i, latencies) for i in range(clients)))
+    return requests * clients / (time.perf_counter() - started), latencies
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _concurrency_suite(url: str, tag: str, manager: websession.Manager, settings: Settings,
+                       runner: asyncio.Runner) -> None:
+    app = websession.ASGISessionMiddleware(asgi.counter_app, manager)
+    client = aredis.Redis.from_url(url, max_connections=CONCURRENCY + 4)
+    per_client = max(10, settings.requests // CONCURRENCY * 2)
+    rows: dict[str, list[tuple[float, list[float]]]] = {"websession": [], "raw": []}
+    for round_no in range(max(3, settings.rounds // 2)):
+        order = ["websession", "raw"] if round_no % 2 == 0 else ["raw", "websession"]
+        for name in order:
+            if name == "websession":
+                rows[name].append(runner.run(_concurrently(
+                    lambda i, lat: _timed_client(app, per_client, lat),
+                    CONCURRENCY, per_client)))
+            else:
+                rows[name].append(runner.run(_concurrently(
+                    lambda i, lat: _raw_client(client, f"bench:{tag}:c{i}", per_client, lat),
+                    CONCURRENCY, per_client)))
+    runner.run(client.aclose())
+    print(f"ASGI, {CONCURRENCY} concurrent clients on one event loop "
+          f"({per_client} requests each, {len(rows['raw'])} rounds)")
+    for name, label in (("websession", "websession (ASGI, redis.asyncio)"),
+                        ("raw", "raw redis.asyncio (GET, SET EX)")):
+        rates = [rate for rate, _ in rows[name]]
+        latencies = [lat for _, lats in rows[name] for lat in lats]
+        print(f"  {label:<34} {statistics.median(rates):>8,.0f} req/s median"
+              f"   p50 {_percentile(latencies, 0.5) * 1000:6.2f} ms"
+              f"   p99 {_percentile(latencies, 0.99) * 1000:6.2f} ms")
+    ratio = statistics.median(o / r for (o, _), (r, _) in zip(rows["websession"], rows["raw"],
+                                                                strict=True))
+    print(f"  websession/raw {ratio:.2f}x")
+
+
+def _cleanup(url: str, tag: str, beaker_before: set[bytes]) -> None:
+    with redis.Redis.from_url(url) as client:
+        keys = list(client.scan_iter(match=f"bench:{tag}:*", count=1000))
+        keys += [k for k in client.scan_iter(match="beaker_cache:*", count=1000)
+                 if k not in beaker_before]
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start:start + 500])
+
+
+# -- entry point --------------------------------------------------------------------------
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.redis_bench",
+        description="websession's Redis provider against raw redis-py, Beaker and "
+                    "starsessions, on a real Redis.",
+    )
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL")
+    parser.add_argument("--quick", action="store_true", help="a short run")
+    parser.add_argument("--rounds", type=int, help="timed rounds per peer")
+    parser.add_argument("--requests", type=int, help="requests per round")
+    parser.add_argument("--check", action="store_true",
+                        help="exit with status 1 if a goal is missed")
+    args = parser.parse_args(argv)
+    for option in ("rounds", "requests"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            parser.error(f"--{option} must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    base = QUICK if args.quick else FULL
+    settings = Settings(rounds=args.rounds or base.rounds,
+                        requests=args.requests or base.requests,
+                        warmup=min(base.warmup, args.requests or base.warmup))
+    try:
+        with redis.Redis.from_url(args.redis, socket_connect_timeout=2) as probe:
+            probe.ping()
+            server = probe.info("server")["redis_version"]
+            beaker_before = set(probe.scan_iter(match="beaker_cache:*", count=1000))
+    except redis.RedisError as exc:
+        print(f"Redis is not reachable at {args.redis}: {exc}", file=sys.stderr)
+        return 2
+    print(f"websession {_version('websession')} (redis-py {redis.__version__}, Redis {server})"
+          f" vs Beaker {_version('beaker')}, starsessions {_version('starsessions')}"
+          f" (starlette {_version('starlette')})")
+    print(f"{settings.rounds} rounds x {settings.requests:,} requests per peer, peers "
+          "alternating; each ratio is the median of per-round ratios\n")
+    tag = f"{os.getpid()}"
+    met = True
+    try:
+        met &= _wsgi_suite(args.redis, tag, settings)
+        print()
+        with asyncio.Runner() as runner:
+            asgi_met, manager = _asgi_suite(args.redis, tag, settings, runner)
+            met &= asgi_met
+            print()
+            _concurrency_suite(args.redis, tag, manager, settings, runner)
+            runner.run(manager.aclose())
+            print()
+            _read_only_suite(args.redis, tag, settings, runner)
+    finally:
+        _cleanup(args.redis, tag, beaker_before)
+    return 1 if args.check and not met else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
