@@ -56,7 +56,8 @@ class Engine:
     """Shared session logic bound to one provider and one :class:`ManagerConfig`."""
 
     __slots__ = (
-        "absolute", "codec", "config", "idle", "ids", "provider", "refresh_step", "sealer",
+        "_valid", "absolute", "codec", "config", "idle", "ids", "provider", "refresh_step",
+        "sealer",
     )
 
     def __init__(self, provider: BaseProvider, config: ManagerConfig) -> None:
@@ -73,6 +74,8 @@ class Engine:
             if not isinstance(provider, Sealer):
                 raise TypeError(f"{type(provider).__name__} is client-side but cannot seal")
             self.sealer = provider
+        # What a client-supplied ID must look like before anything looks it up.
+        self._valid = self.sealer.valid_token if self.sealer is not None else self.ids.matches
 
     # -- running plans ----------------------------------------------------------------
 
@@ -151,9 +154,7 @@ class Engine:
 
     def open(self, sid: str | None, secure: bool = False, async_mode: bool = False) -> SessionStore:
         """A session for a client-supplied ``sid``; a malformed one gets a fresh ID at once."""
-        if sid is not None and (
-            self.sealer.valid_token(sid) if self.sealer is not None else self.ids.matches(sid)
-        ):
+        if sid is not None and self._valid(sid):
             return SessionStore(self, sid, True, secure, async_mode)
         session = SessionStore(self, self.ids.new(), False, secure, async_mode)
         session._expire_cookie = sid is not None  # a malformed cookie: have it dropped

@@ -116,7 +116,10 @@ class Manager:
         """
         req = request if type(request) is dict else _request_dict(request)
         cached = req.get(SESSION_KEY)
-        if isinstance(cached, SessionStore) and cached._engine is self._engine:
+        # (None first: SessionStore is an ABC, and ABC isinstance checks are slow.)
+        if cached is not None and isinstance(cached, SessionStore) and (
+            cached._engine is self._engine
+        ):
             return cached
         asgi = req.get("type") in ("http", "websocket")
         if asgi:

@@ -97,6 +97,8 @@ class SeedSessionStore(SessionStore):
         """Set ``key`` in the provider's store."""
         self._store().set(key, value)
 
+    __setitem__ = set
+
     def delete(self, key: str) -> None:
         """Delete ``key`` from the provider's store."""
         self._store().delete(key)

@@ -235,8 +235,7 @@ class SessionStore(MutableMapping[str, Any]):
             raise KeyError(key)
         return value
 
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.set(key, value)
+    __setitem__ = set  # the same method, not a second call (subclasses re-alias theirs)
 
     def __delitem__(self, key: str) -> None:
         self._ensure_loaded()

@@ -15,6 +15,8 @@ from .._manager import Manager
 
 __all__ = ["ASGISessionMiddleware"]
 
+# The message that starts a response, per scope type: the session is saved before it.
+_STARTS = {"http": "http.response.start", "websocket": "websocket.accept"}
 _RAW_NAMES = {"Vary": b"vary", "Set-Cookie": b"set-cookie", "Cache-Control": b"cache-control"}
 
 
@@ -64,12 +66,12 @@ class ASGISessionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the application with the connection's session, and save it."""
-        if scope["type"] not in ("http", "websocket"):
+        start = _STARTS.get(scope["type"])
+        if start is None:  # lifespan and anything else: no session
             await self.app(scope, receive, send)
             return
         session = self.manager.session_start(scope)
         scope["session"] = session
-        start = "http.response.start" if scope["type"] == "http" else "websocket.accept"
 
         if not self._blocking:
             # Releasing does no I/O: a plain function can hand back send's awaitable, and
