@@ -30,6 +30,7 @@ import json
 import re
 import threading
 import time
+import weakref
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, NamedTuple
@@ -690,7 +691,14 @@ class _RedisBase(BaseProvider):
     # -- sending one command: the only mode-specific code --------------------------------
 
     def _exec(self, *command: Any, **options: Any) -> Any:
-        return self._sync().execute_command(*command, **options)
+        # Pools fail rather than wait when full (redis-py's waiting pools cost a queue
+        # round per command): callers beyond poolsize wait here instead.
+        if not self._limit.acquire(timeout=self.options.pool_timeout):
+            raise self._pool_exhausted()
+        try:
+            return self._sync().execute_command(*command, **options)
+        finally:
+            self._limit.release()
 
     async def _aexec(self, *command: Any, **options: Any) -> Any:
         if self._sync_only:
@@ -869,8 +877,8 @@ class RedisProvider(_RedisBase):
     def _pool_kwargs(self, connection_module: Any, retry_module: Any) -> dict[str, Any]:
         options = self.options
         kwargs = self._connection_kwargs()
-        kwargs.update(max_connections=options.pool_size, timeout=options.pool_timeout,
-                      db=options.db, retry=self._retry(retry_module))
+        kwargs.update(max_connections=options.pool_size, db=options.db,
+                      retry=self._retry(retry_module))
         if options.unix_socket:
             kwargs.update(path=options.unix_socket,
                           connection_class=connection_module.UnixDomainSocketConnection)
@@ -883,15 +891,14 @@ class RedisProvider(_RedisBase):
     def _make_sync(self) -> Any:
         if self.options.client is not None:
             return self.options.client
-        pool_class: Any = redis.BlockingConnectionPool  # untyped in redis-py
-        pool = pool_class(**self._pool_kwargs(sconnection, sretry))
+        pool = redis.ConnectionPool(**self._pool_kwargs(sconnection, sretry))
         return redis.Redis.from_pool(pool)
 
     def _make_async(self) -> _AsyncClient:
         if self.options.client is not None:
             return _AsyncClient(self.options.client, None)
-        pool = aredis.BlockingConnectionPool(**self._pool_kwargs(aconnection, aretry))
-        return _AsyncClient(aredis.Redis.from_pool(pool), None)
+        pool = aredis.ConnectionPool(**self._pool_kwargs(aconnection, aretry))
+        return _AsyncClient(aredis.Redis.from_pool(pool), asyncio.Semaphore(self.options.pool_size))
 
 
 class RedisClusterProvider(_RedisBase):
@@ -910,6 +917,14 @@ class RedisClusterProvider(_RedisBase):
     """
 
     provider_name = "redis_cluster"
+    _initialized: weakref.WeakSet[Any]
+    _init_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
+
+    def __init__(self, config: Any = None, *, key_prefix: str | None = None) -> None:
+        self._initialized = weakref.WeakSet()
+        self._init_locks = weakref.WeakKeyDictionary()
+        super().__init__(config, key_prefix=key_prefix)
+
     unavailable_errors = (
         *_RedisBase.unavailable_errors,
         # "cannot be connected", slots not covered: the cluster client's own errors.
@@ -940,14 +955,26 @@ class RedisClusterProvider(_RedisBase):
         client = acluster.RedisCluster(**self._cluster_kwargs(acluster.ClusterNode, aretry))
         return _AsyncClient(client, asyncio.Semaphore(self.options.pool_size))
 
-    def _exec(self, *command: Any, **options: Any) -> Any:
-        # The cluster's node pools fail rather than wait when full: wait here instead.
-        if not self._limit.acquire(timeout=self.options.pool_timeout):
-            raise self._pool_exhausted()
-        try:
-            return self._sync().execute_command(*command, **options)
-        finally:
-            self._limit.release()
+    async def _aexec(self, *command: Any, **options: Any) -> Any:
+        if not self._sync_only:
+            client = self._async().client
+            if client not in self._initialized:
+                # Commands racing into a cold asyncio cluster client each start its
+                # initialisation, and one that fails makes the others' half-open
+                # connections fail too: initialise once per client, the rest wait.
+                async with self._init_lock():
+                    if client not in self._initialized:
+                        await client.initialize()
+                        self._initialized.add(client)
+        return await super()._aexec(*command, **options)
+
+    def _init_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            lock = self._init_locks.get(loop)
+            if lock is None:
+                lock = self._init_locks[loop] = asyncio.Lock()
+            return lock
 
     def _scan_targets(self) -> list[dict[str, Any]]:
         return [{"target_nodes": node} for node in self._sync().get_primaries()]

@@ -93,21 +93,35 @@ class SQLiteProvider(BaseProvider):
         if db is None:
             db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                  check_same_thread=False)
-            db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             with self._lock:
                 if not self._ready:
-                    t = self.table
-                    db.execute(
-                        f"CREATE TABLE IF NOT EXISTS {t} (sid TEXT PRIMARY KEY, "
-                        "payload BLOB NOT NULL, expires_at REAL NOT NULL, "
-                        "version INTEGER NOT NULL) WITHOUT ROWID"
-                    )
-                    db.execute(f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires_at)")
+                    self._setup(db)
                     self._ready = True
                 self._all.append(db)
             self._local.db = db
         return db
+
+    def _setup(self, db: sqlite3.Connection) -> None:
+        # WAL is a property of the database file: set once, it holds for every later
+        # connection. Switching takes a lock that the busy timeout does not wait for, so
+        # another process starting at the same moment is waited out here.
+        t = self.table
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute(
+                    f"CREATE TABLE IF NOT EXISTS {t} (sid TEXT PRIMARY KEY, "
+                    "payload BLOB NOT NULL, expires_at REAL NOT NULL, "
+                    "version INTEGER NOT NULL) WITHOUT ROWID"
+                )
+                db.execute(f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires_at)")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def read(self, sid: str) -> Record | None:
         """One indexed SELECT."""
