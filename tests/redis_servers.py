@@ -9,7 +9,6 @@ need them skip, or fail under ``CI=true`` (the rule of :mod:`tests.servers`).
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import shutil
 import signal
@@ -22,10 +21,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from tests.servers import unavailable
 
 __all__ = [
     "HOST",
@@ -47,10 +46,7 @@ def require_redis_binaries() -> None:
     missing = [name for name in ("redis-server", "redis-cli") if shutil.which(name) is None]
     if not missing:
         return
-    message = f"{' and '.join(missing)} not installed: private Redis servers cannot start"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"{' and '.join(missing)} not installed: private Redis servers cannot start")
 
 
 def _bindable(port: int) -> bool:
