@@ -42,7 +42,7 @@ from websession.providers.redis import _READ, _UPDATE, _value
 
 from . import asgi, wsgi
 from .client import CookieJar, RoundTripError, check_counter
-from .runner import Result, Settings, Timer, _measure, _version
+from .runner import Result, Settings, Timer, _measure, _version, parse_counts
 
 __all__ = ["main"]
 
@@ -502,12 +502,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, help="requests per round")
     parser.add_argument("--check", action="store_true",
                         help="exit with status 1 if a goal is missed")
-    args = parser.parse_args(argv)
-    for option in ("rounds", "requests"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            parser.error(f"--{option} must be at least 1")
-    return args
+    return parse_counts(parser, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

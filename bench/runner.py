@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import asgi, wsgi
 
-__all__ = ["Result", "main"]
+__all__ = ["Result", "main", "parse_counts"]
 
 #: websession must be at least this many times faster than each peer.
 GOAL = 2.0
@@ -144,6 +144,17 @@ def _asgi_suite(settings: Settings, *, profile: bool) -> bool:
     return met
 
 
+def parse_counts(parser: argparse.ArgumentParser,
+                 argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``, refusing a ``--rounds`` or ``--requests`` below 1."""
+    args = parser.parse_args(argv)
+    for option in ("rounds", "requests"):
+        value = getattr(args, option, None)
+        if value is not None and value < 1:
+            parser.error(f"--{option} must be at least 1")
+    return args
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -167,12 +178,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="afterwards, profile websession's loops with cProfile",
     )
     parser.add_argument("--only", choices=("wsgi", "asgi"), help="run one suite only")
-    args = parser.parse_args(argv)
-    for option in ("rounds", "requests"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            parser.error(f"--{option} must be at least 1")
-    return args
+    return parse_counts(parser, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

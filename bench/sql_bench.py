@@ -36,7 +36,7 @@ import websession
 from websession.providers._sql import SQLProvider
 
 from . import wsgi
-from .runner import Result, Settings, _measure, _version
+from .runner import Result, Settings, _measure, _version, parse_counts
 
 __all__ = ["main"]
 
@@ -370,12 +370,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--postgres-dsn", default=POSTGRES_DSN)
     parser.add_argument("--check", action="store_true",
                         help=f"exit with status 1 if a ratio is below {GOAL:g}x or GC fails")
-    args = parser.parse_args(argv)
-    for option in ("rounds", "requests"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            parser.error(f"--{option} must be at least 1")
-    return args
+    return parse_counts(parser, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
