@@ -31,6 +31,7 @@ import re
 import threading
 import time
 import weakref
+from abc import abstractmethod
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, NamedTuple
@@ -656,11 +657,13 @@ class _RedisBase(BaseProvider):
             **options.connection,
         }
 
+    @abstractmethod
     def _make_sync(self) -> Any:
-        raise NotImplementedError
+        """A blocking client for this provider's servers (or the application's own)."""
 
+    @abstractmethod
     def _make_async(self) -> _AsyncClient:
-        raise NotImplementedError
+        """An asyncio client for the running loop (or the application's own)."""
 
     def _sync(self) -> Any:
         client = self._client
