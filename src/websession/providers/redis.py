@@ -575,6 +575,9 @@ class _AsyncClient(NamedTuple):
     limit: asyncio.Semaphore | None
 
 
+#: Seconds between tries for a connection while a pool is full.
+_POOL_POLL = 0.002
+
 _SYNC_TYPES = (redis.Redis, scluster.RedisCluster, ssentinel.Sentinel)
 _ASYNC_TYPES = (aredis.Redis, acluster.RedisCluster, asentinel.Sentinel)
 
@@ -621,7 +624,6 @@ class _RedisBase(BaseProvider):
         self.options = options
         self.key_prefix = options.key_prefix
         self._pattern = _match_pattern(options.key_prefix)
-        self._limit = threading.BoundedSemaphore(options.pool_size)
         # An application's client serves its own mode. The other mode reaches a sync one
         # through a thread; an asyncio one is bound to its loop, so sync calls are refused.
         self._sync_only = isinstance(options.client, _SYNC_TYPES)
@@ -694,14 +696,21 @@ class _RedisBase(BaseProvider):
     # -- sending one command: the only mode-specific code --------------------------------
 
     def _exec(self, *command: Any, **options: Any) -> Any:
-        # Pools fail rather than wait when full (redis-py's waiting pools cost a queue
-        # round per command): callers beyond poolsize wait here instead.
-        if not self._limit.acquire(timeout=self.options.pool_timeout):
-            raise self._pool_exhausted()
+        # Pools are bounded and fail, rather than wait, when full: a waiting pool (or a
+        # semaphore) costs every command a lock round, while a full pool is rare. Only
+        # then does a caller wait, polling, for up to poolTimeout.
         try:
             return self._sync().execute_command(*command, **options)
-        finally:
-            self._limit.release()
+        except redis.exceptions.MaxConnectionsError:
+            pass  # raised while taking a connection: the command was not sent
+        deadline = time.monotonic() + self.options.pool_timeout
+        while time.monotonic() < deadline:
+            time.sleep(_POOL_POLL)
+            try:
+                return self._sync().execute_command(*command, **options)
+            except redis.exceptions.MaxConnectionsError:
+                continue
+        raise self._pool_exhausted()
 
     async def _aexec(self, *command: Any, **options: Any) -> Any:
         if self._sync_only:
