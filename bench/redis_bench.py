@@ -42,7 +42,7 @@ from websession.providers.redis import _READ, _UPDATE, _value
 
 from . import asgi, wsgi
 from .client import CookieJar, RoundTripError, check_counter
-from .runner import Result, Settings, Timer, _measure, _version, parse_counts
+from .runner import Result, Settings, Timer, measure, package_version, parse_counts
 
 __all__ = ["main"]
 
@@ -268,7 +268,7 @@ def _read_only_suite(url: str, tag: str, settings: Settings, runner: asyncio.Run
     beaker = _beaker()(_token_wsgi("beaker.session"), {
         "session.type": "ext:redis", "session.url": url, "session.timeout": 3600})
     try:
-        results = _measure([
+        results = measure([
             ("websession (WSGI): 1 round trip", partial(_run_wsgi_token, "websession", ours)),
             ("raw redis-py (GET)", _raw_get(client, f"bench:{tag}:rawget")),
             ("Beaker (ext:redis): 2 round trips", partial(_run_wsgi_token, "beaker", beaker)),
@@ -286,7 +286,7 @@ def _read_only_suite(url: str, tag: str, settings: Settings, runner: asyncio.Run
         store=RedisStore(connection=store_client, prefix=f"bench:{tag}:astar:"),
         cookie_name="session", cookie_https_only=False, lifetime=3600,
     )
-    results = _measure([
+    results = measure([
         ("websession (Starlette): 1 round trip",
          lambda n: runner.run(_run_asgi_token("websession", ours_asgi, n))),
         ("starsessions (Starlette): 2 round trips",
@@ -341,7 +341,7 @@ def _wsgi_suite(url: str, tag: str, settings: Settings) -> bool:
     ))
     client = redis.Redis.from_url(url)
     try:
-        results = _measure([
+        results = measure([
             (ours.name, partial(wsgi.run_wsgi, ours)),
             ("raw redis-py (GET, SET EX)", _raw_sync(client, f"bench:{tag}:raw")),
             (beaker.name, partial(wsgi.run_wsgi, beaker)),
@@ -361,7 +361,7 @@ def _asgi_suite(url: str, tag: str, settings: Settings,
     ours = asgi.ASGIPeer("websession (ASGI, redis.asyncio)",
                          websession.ASGISessionMiddleware(asgi.counter_app, manager))
     client = aredis.Redis.from_url(url)
-    results = _measure([
+    results = measure([
         (ours.name, lambda n: runner.run(asgi.run_asgi(ours, n))),
         ("raw redis.asyncio (GET, SET EX)",
          lambda n: runner.run(_raw_async(client, f"bench:{tag}:araw", n))),
@@ -385,7 +385,7 @@ def _asgi_suite(url: str, tag: str, settings: Settings,
         "websession (Starlette)",
         websession.ASGISessionMiddleware(_starlette_app(), manager),
     )
-    results = _measure([
+    results = measure([
         (ours_starlette.name, lambda n: runner.run(asgi.run_asgi(ours_starlette, n))),
         (theirs.name, lambda n: runner.run(asgi.run_asgi(theirs, n))),
     ], settings)
@@ -519,9 +519,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except redis.RedisError as exc:
         print(f"Redis is not reachable at {args.redis}: {exc}", file=sys.stderr)
         return 2
-    print(f"websession {_version('websession')} (redis-py {redis.__version__}, Redis {server})"
-          f" vs Beaker {_version('beaker')}, starsessions {_version('starsessions')}"
-          f" (starlette {_version('starlette')})")
+    v = package_version
+    print(f"websession {v('websession')} (redis-py {redis.__version__}, Redis {server})"
+          f" vs Beaker {v('beaker')}, starsessions {v('starsessions')}"
+          f" (starlette {v('starlette')})")
     print(f"{settings.rounds} rounds x {settings.requests:,} requests per peer, peers "
           "alternating; each ratio is the median of per-round ratios\n")
     tag = f"{os.getpid()}"

@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import asgi, wsgi
 
-__all__ = ["Result", "main", "parse_counts"]
+__all__ = ["Result", "main", "measure", "package_version", "parse_counts", "profile_run"]
 
 #: websession must be at least this many times faster than each peer.
 GOAL = 2.0
@@ -54,7 +54,7 @@ class Result:
 Timer = Callable[[int], float]
 
 
-def _measure(peers: Sequence[tuple[str, Timer]], settings: Settings) -> list[Result]:
+def measure(peers: Sequence[tuple[str, Timer]], settings: Settings) -> list[Result]:
     for _, timer in peers:
         timer(settings.warmup)
     results = {name: Result(name) for name, _ in peers}
@@ -87,14 +87,14 @@ def _report(suite: str, ours: Result, peer: Result) -> bool:
     return met
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
     try:
         return version(package)
     except PackageNotFoundError:
         return "?"
 
 
-def _profile(run: Callable[[], object], title: str, limit: int = 25) -> None:
+def profile_run(run: Callable[[], object], title: str, limit: int = 25) -> None:
     profiler = cProfile.Profile()
     profiler.enable()
     run()
@@ -109,10 +109,10 @@ def _profile(run: Callable[[], object], title: str, limit: int = 25) -> None:
 def _wsgi_suite(settings: Settings, *, profile: bool) -> bool:
     peers = [wsgi.websession_peer(), wsgi.beaker_peer()]
     try:
-        ours, peer = _measure([(p.name, partial(wsgi.run_wsgi, p)) for p in peers], settings)
+        ours, peer = measure([(p.name, partial(wsgi.run_wsgi, p)) for p in peers], settings)
         met = _report("wsgi", ours, peer)
         if profile:
-            _profile(
+            profile_run(
                 partial(wsgi.run_wsgi, peers[0], settings.requests),
                 f"wsgi websession, {settings.requests:,} requests",
             )
@@ -131,10 +131,10 @@ def _asgi_suite(settings: Settings, *, profile: bool) -> bool:
 
         peers = [asgi.websession_peer(), asgi.starsessions_peer()]
         try:
-            ours, peer = _measure([(p.name, timer(p)) for p in peers], settings)
+            ours, peer = measure([(p.name, timer(p)) for p in peers], settings)
             met = _report("asgi", ours, peer)
             if profile:
-                _profile(
+                profile_run(
                     partial(timer(peers[0]), settings.requests),
                     f"asgi websession, {settings.requests:,} requests",
                 )
@@ -189,9 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         requests=args.requests or base.requests,
         warmup=min(base.warmup, args.requests or base.warmup),
     )
+    v = package_version
     print(
-        f"websession {_version('websession')} vs Beaker {_version('beaker')}, "
-        f"starsessions {_version('starsessions')} (starlette {_version('starlette')}); "
+        f"websession {v('websession')} vs Beaker {v('beaker')}, "
+        f"starsessions {v('starsessions')} (starlette {v('starlette')}); "
         f"{platform.python_implementation()} {platform.python_version()}"
     )
     print(

@@ -36,7 +36,7 @@ import websession
 from websession.providers._sql import SQLProvider
 
 from . import wsgi
-from .runner import Result, Settings, _measure, _version, parse_counts
+from .runner import Result, Settings, measure, package_version, parse_counts
 
 __all__ = ["main"]
 
@@ -148,7 +148,7 @@ class MySQL(Database):
                 "VALUES (%s, %s, %s, %s)", rows[start:start + 5_000])
 
     def driver_version(self) -> str:
-        return f"PyMySQL {_version('PyMySQL')}"
+        return f"PyMySQL {package_version('PyMySQL')}"
 
 
 class Postgres(Database):
@@ -189,7 +189,7 @@ class Postgres(Database):
                 copy.write_row(row)
 
     def driver_version(self) -> str:
-        return f"psycopg {_version('psycopg')}"
+        return f"psycopg {package_version('psycopg')}"
 
 
 # -- read-modify-write ----------------------------------------------------------------------
@@ -273,7 +273,7 @@ def _rmw(db: Database, sizes: Sizes) -> bool:
     ours, close = _websession_timer(db)
     same_sql, same_provider = _same_sql_timer(db, conn)
     try:
-        ws, raw, same = _measure(
+        ws, raw, same = measure(
             [("websession", ours), ("raw", _raw_timer(db, conn)), ("same SQL", same_sql)],
             settings)
     finally:
@@ -381,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     databases: list[Database] = [MySQL(args.mysql_dsn), Postgres(args.postgres_dsn)]
     if args.only:
         databases = [db for db in databases if db.name == args.only]
-    print(f"websession {_version('websession')}; {platform.python_implementation()} "
+    print(f"websession {package_version('websession')}; {platform.python_implementation()} "
           f"{platform.python_version()}; {sizes.rounds} rounds x {sizes.requests:,} requests "
           "per side, alternating; the verdict is the median of per-round ratios")
     all_met = True

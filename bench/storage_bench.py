@@ -42,7 +42,7 @@ from pathlib import Path
 import websession
 
 from . import asgi, wsgi
-from .runner import Result, Settings, Timer, _measure, _profile, _version
+from .runner import Result, Settings, Timer, measure, package_version, profile_run
 
 __all__ = ["GCResult", "main", "run_gc"]
 
@@ -220,7 +220,7 @@ def _wsgi_measure(
     for p in peers:
         timer: Timer = partial(wsgi.run_wsgi, p)
         timers.append((p.name, _synced(timer) if sync else timer))
-    return _measure(timers, settings)
+    return measure(timers, settings)
 
 
 def file_suite(directory: Path, sizes: Sizes, *, profile: bool) -> bool:
@@ -243,7 +243,7 @@ def file_suite(directory: Path, sizes: Sizes, *, profile: bool) -> bool:
         fsynced, beaker = _wsgi_measure(peers[1:][::-1], fsync_settings, sync=True)
         _report("file fsync", fsynced, beaker, None)
         if profile:
-            _profile(
+            profile_run(
                 partial(wsgi.run_wsgi, peers[0], settings.requests),
                 f"file websession (fsync off), {settings.requests:,} requests",
             )
@@ -268,7 +268,7 @@ def cookie_wsgi_suite(sizes: Sizes, *, profile: bool) -> bool:
         for other in others[1:]:
             _report("cookie wsgi", ours, other, None)
         if profile:
-            _profile(
+            profile_run(
                 partial(wsgi.run_wsgi, peers[0], settings.requests),
                 f"cookie wsgi websession, {settings.requests:,} requests",
             )
@@ -299,10 +299,10 @@ def cookie_asgi_suite(sizes: Sizes, *, profile: bool) -> bool:
             starlette_cookie_peer(),
         ]
         try:
-            ours, peer = _measure([(p.name, timer(p)) for p in peers], settings)
+            ours, peer = measure([(p.name, timer(p)) for p in peers], settings)
             met = _report("cookie asgi", ours, peer, COOKIE_GOAL)
             if profile:
-                _profile(
+                profile_run(
                     partial(timer(peers[0]), settings.requests),
                     f"cookie asgi websession, {settings.requests:,} requests",
                 )
@@ -328,7 +328,7 @@ def sqlite_suite(directory: Path, sizes: Sizes, *, profile: bool) -> None:
             f"{len(result.rates)} rounds; best {result.best:,.0f} req/s; no peer, no goal)"
         )
         if profile:
-            _profile(
+            profile_run(
                 partial(wsgi.run_wsgi, peer, settings.requests),
                 f"sqlite websession, {settings.requests:,} requests",
             )
@@ -475,8 +475,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = dataclasses.replace(sizes, rounds=args.rounds)
     suites: tuple[str, ...] = tuple(args.only) if args.only else SUITES
     print(
-        f"websession {_version('websession')} vs Beaker {_version('beaker')}, starlette "
-        f"{_version('starlette')}; {platform.python_implementation()} "
+        f"websession {package_version('websession')} vs Beaker "
+        f"{package_version('beaker')}, starlette "
+        f"{package_version('starlette')}; {platform.python_implementation()} "
         f"{platform.python_version()}, {os.cpu_count()} CPUs"
     )
     print("peers alternate within each round; a ratio is the median of per-round ratios")
