@@ -773,3 +773,33 @@ def test_async_clients_follow_the_event_loop(local_redis: str, prefix: str) -> N
     assert provider._aclients == {}
     provider.close()
 
+
+
+def test_read_refresh_slides_a_persistent_cookie(local_redis: str, prefix: str) -> None:
+    manager = Manager(RedisProvider(local_redis, key_prefix=prefix),
+                      max_lifetime=20, cookie_life_time=600)
+
+    def request(cookie: str | None, write: bool) -> list[str]:
+        environ: dict[str, Any] = {"REQUEST_METHOD": "GET"}
+        if cookie:
+            environ["HTTP_COOKIE"] = cookie
+        session = manager.session_start(environ)
+        if write:
+            session["n"] = 1
+        else:
+            assert session["n"] == 1
+        headers: list[tuple[str, str]] = []
+        session.session_release(headers)
+        return [v for k, v in headers if k == "Set-Cookie"]
+
+    try:
+        (set_cookie,) = request(None, write=True)
+        cookie = set_cookie.split(";", 1)[0]
+        time.sleep(2.1)  # past a tenth of the idle timeout: the read refreshes the TTL
+        (slid,) = request(cookie, write=False)
+        assert slid.startswith(cookie + ";")
+        assert "Max-Age=600" in slid
+        time.sleep(1.1)  # not due again: no refresh, so no cookie either
+        assert request(cookie, write=False) == []
+    finally:
+        manager.close()

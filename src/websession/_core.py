@@ -39,6 +39,8 @@ MAX_SAVE_ATTEMPTS = 200
 REFRESH_FRACTION = 0.1
 # A record's payload: the creation time as a big-endian double, then the codec's bytes.
 _CREATED = struct.Struct(">d")
+# Seconds within which a deadline read back counts as just refreshed (see release()).
+FRESH_WINDOW = 1.0
 # The most a browser keeps of one Set-Cookie value (name, value and attributes).
 COOKIE_LIMIT = 4093
 
@@ -242,9 +244,17 @@ class Engine:
             return None
         if s._changes or s._cleared:
             return self._save_changes(s, time.time())
-        if s._refresh_checked or self.provider.refreshes_on_read:
-            return None  # refreshed already: by an earlier release, or by the read itself
+        if s._refresh_checked:
+            return None  # a later release in the same request: the deadline is current
         s._refresh_checked = True
+        if self.provider.refreshes_on_read:
+            # The read itself moved the deadline. A persistent cookie must move with it:
+            # a deadline a full idle timeout away means it was refreshed just now.
+            if self.config.cookie_life_time and (
+                s._expires_at - time.time() >= self.idle - FRESH_WINDOW
+            ):
+                s._send_id = True
+            return None
         expires_at = self._deadline(s._created, time.time())
         if expires_at - s._expires_at >= self.refresh_step:
             return self._touch(s, expires_at)
