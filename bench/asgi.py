@@ -7,6 +7,7 @@ adds the ``SessionAutoloadMiddleware`` its documentation prescribes for that.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
@@ -15,7 +16,13 @@ import websession
 
 from .client import CookieJar, check_counter
 
-__all__ = ["ASGIPeer", "run_asgi", "starsessions_peer", "websession_peer"]
+__all__ = [
+    "ASGIPeer",
+    "run_asgi",
+    "starsessions_peer",
+    "timer",
+    "websession_peer",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -135,3 +142,8 @@ async def run_asgi(peer: ASGIPeer, requests: int) -> float:
     elapsed = time.perf_counter() - started
     check_counter(f"asgi {peer.name}", body, requests)
     return elapsed
+
+
+def timer(runner: asyncio.Runner, peer: ASGIPeer) -> Callable[[int], float]:
+    """Time ``run_asgi(peer, n)`` on ``runner``'s loop: what the suites' rounds call."""
+    return lambda requests: runner.run(run_asgi(peer, requests))

@@ -126,8 +126,7 @@ def _asgi_suite(settings: Settings, *, profile: bool) -> bool:
     # One event loop for every ASGI round; each round is one coroutine on it.
     with asyncio.Runner() as runner:
 
-        def timer(peer: asgi.ASGIPeer) -> Timer:
-            return lambda requests: runner.run(asgi.run_asgi(peer, requests))
+        timer = partial(asgi.timer, runner)
 
         peers = [asgi.websession_peer(), asgi.starsessions_peer()]
         try:

@@ -286,8 +286,7 @@ def cookie_asgi_suite(sizes: Sizes, *, profile: bool) -> bool:
     )
     with asyncio.Runner() as runner:
 
-        def timer(peer: asgi.ASGIPeer) -> Timer:
-            return lambda requests: runner.run(asgi.run_asgi(peer, requests))
+        timer = partial(asgi.timer, runner)
 
         manager = _cookie_manager()
         peers = [

@@ -392,21 +392,15 @@ def test_malformed_content_length_is_rejected(live: Live, length: str) -> None:
     assert live.manager.get_active_session() == 0
 
 
-def test_non_form_body_is_rejected(live: Live) -> None:
+@pytest.mark.parametrize(("body", "content_type", "status"), [
+    (b'{"username": "ann"}', "application/json", 415),  # not a form
+    (b"username=%ff%fe", "application/x-www-form-urlencoded", 400),  # not UTF-8
+])
+def test_unreadable_login_bodies_are_rejected(live: Live, body: bytes, content_type: str,
+                                              status: int) -> None:
     response = Client(live.port).request(
-        "POST", "/login", body=b'{"username": "ann"}',
-        headers={"Content-Type": "application/json"},
-    )
-    assert response.status == 415
-    assert live.manager.get_active_session() == 0
-
-
-def test_invalid_utf8_in_form_is_rejected(live: Live) -> None:
-    response = Client(live.port).request(
-        "POST", "/login", body=b"username=%ff%fe",
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
-    assert response.status == 400
+        "POST", "/login", body=body, headers={"Content-Type": content_type})
+    assert response.status == status
     assert live.manager.get_active_session() == 0
 
 

@@ -4,10 +4,8 @@ configuration, pooling, GC, broken connections, and a crash and restart mid-run.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import ssl
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,10 +14,11 @@ from typing import Any
 
 import pymysql  # type: ignore[import-untyped, unused-ignore]
 import pytest
-from tests.db_servers import MariaDBServer, check_restart_recovery, private_server
+from tests.db_servers import MariaDBServer
 from tests.servers import require_server
+from tests.sql_cases import Row, SQLProviderCases
 
-from websession import ConfigurationError, Manager, MissingDependencyError, StoreUnavailableError
+from websession import ConfigurationError, Manager, StoreUnavailableError
 from websession.providers._sql import CHECK_IDLE_AFTER
 from websession.providers.base import Record
 from websession.providers.mysql import MySQLParams, MySQLPool, MySQLProvider, PoolTimeout, parse_dsn
@@ -48,14 +47,8 @@ def table() -> Iterator[str]:
 
 class TestMySQLConformance(ProviderConformance):
     @pytest.fixture
-    def provider(self, table: str, runner: asyncio.Runner | None) -> Iterator[MySQLProvider]:
-        provider = MySQLProvider(DSN, table=table)
-        yield provider
-        # Async pools belong to the test's event loop: close them in it, before it closes.
-        if runner is None:
-            provider.close()
-        else:
-            runner.run(provider.aclose())
+    def provider(self, table: str) -> MySQLProvider:
+        return MySQLProvider(DSN, table=table)
 
 
 # -- configuration ----------------------------------------------------------------------
@@ -135,19 +128,6 @@ def test_options_are_checked() -> None:
         Manager("mysql")
 
 
-def test_issue_example_config(table: str) -> None:
-    manager = Manager("mysql", {"ProviderConfig": DSN})
-    provider = manager.provider
-    assert isinstance(provider, MySQLProvider)
-    assert provider.table == "websession_sessions"
-    client = Client(manager, "sync", None)
-    client.roundtrip(user="ann")
-    assert client.data() == {"user": "ann"}
-    assert client.cookie is not None
-    provider.delete(client.cookie)
-    manager.close()
-
-
 def test_json_config_with_options(table: str) -> None:
     config = json.dumps({"dsn": f"mysql://root@{HOST}:{PORT}/test", "table": table,
                          "maxConnections": 3, "poolTimeout": 0.5, "gcBatchSize": 7})
@@ -158,17 +138,6 @@ def test_json_config_with_options(table: str) -> None:
                 provider.gc_batch_size) == (table, 3, 0.5, 7)
         Client(manager, "sync", None).roundtrip(x=1)
         assert manager.get_active_session() == 1
-
-
-def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "pymysql", None)
-    monkeypatch.delitem(sys.modules, "websession.providers.mysql")
-    with pytest.raises(MissingDependencyError, match=r"websession\[mysql\]") as info:
-        importlib.import_module("websession.providers.mysql")
-    assert info.value.extra == "mysql"
-
-
-# -- pools --------------------------------------------------------------------------------
 
 
 def test_pool_is_bounded(table: str) -> None:
@@ -236,23 +205,6 @@ def test_application_owned_pools(table: str) -> None:
     pool.close()
 
 
-def test_async_pools_follow_the_event_loop(table: str) -> None:
-    provider = MySQLProvider(DSN, table=table)
-    later = time.time() + 60
-    loops = [asyncio.new_event_loop() for _ in range(3)]
-    try:
-        for i, loop in enumerate(loops):  # one pool per loop, each opened in its own loop
-            assert loop.run_until_complete(provider.acreate(f"{i:032x}", Record(b"x", later, 1)))
-        assert len(provider._async_pools._pools) == 3
-        provider.close()  # from sync code: each pool is closed in its own (idle) loop
-        assert not provider._async_pools._pools
-    finally:
-        for loop in loops:
-            loop.close()
-    assert provider.count() == 3
-    provider.close()
-
-
 def test_killed_connections_are_replaced_not_reused(table: str) -> None:
     provider = MySQLProvider(DSN, table=table, max_connections=4)
     provider.count()
@@ -287,19 +239,6 @@ def _bulk(table: str, rows: list[tuple[str, bytes, float, int]]) -> None:
         conn.close()
 
 
-def test_gc_removes_expired_rows_in_batches_and_keeps_live_ones(table: str) -> None:
-    provider = MySQLProvider(DSN, table=table, gc_batch_size=100)
-    provider.count()  # creates the table
-    now = time.time()
-    _bulk(table, [(f"{i:032x}", b"dead", now - 10 - i, 1) for i in range(1050)])
-    _bulk(table, [(f"live{i:028x}", b"live", now + 3600, 1) for i in range(20)])
-    assert provider.gc() == 1050
-    assert provider.count() == 20
-    assert provider.read(f"live{0:028x}") == Record(b"live", now + 3600, 1)
-    assert provider.gc() == 0
-    provider.close()
-
-
 def test_gc_and_count_walk_the_expiry_index(table: str) -> None:
     provider = MySQLProvider(DSN, table=table)
     provider.count()
@@ -317,14 +256,14 @@ def test_gc_and_count_walk_the_expiry_index(table: str) -> None:
     provider.close()
 
 
-# -- concurrency --------------------------------------------------------------------------
+class TestMySQLProvider(SQLProviderCases):
+    provider_class = MySQLProvider
+    registry_name = "mysql"
+    module = "websession.providers.mysql"
+    driver = "pymysql"
+    extra = "mysql"
+    dsn = DSN
+    server_class = MariaDBServer
 
-
-# -- a crash and restart mid-run ---------------------------------------------------------
-
-
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_server_crash_and_restart(mode: str) -> None:
-    with private_server(MariaDBServer) as server:
-        provider = MySQLProvider(server.dsn, pool_timeout=1.0, max_connections=4)
-        check_restart_recovery(server, provider, mode)
+    def bulk(self, table: str, rows: list[Row]) -> None:
+        _bulk(table, rows)

@@ -4,9 +4,7 @@ configuration, pooling, GC, broken connections, and a crash and restart mid-run.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,10 +14,11 @@ from typing import Any
 import psycopg
 import psycopg_pool
 import pytest
-from tests.db_servers import PostgresServer, check_restart_recovery, private_server
+from tests.db_servers import PostgresServer
 from tests.servers import require_server
+from tests.sql_cases import Row, SQLProviderCases
 
-from websession import ConfigurationError, Manager, MissingDependencyError, StoreUnavailableError
+from websession import ConfigurationError, Manager, StoreUnavailableError
 from websession.providers._sql import CHECK_IDLE_AFTER
 from websession.providers.base import Record
 from websession.providers.postgres import PostgresProvider
@@ -45,14 +44,8 @@ def table() -> Iterator[str]:
 
 class TestPostgresConformance(ProviderConformance):
     @pytest.fixture
-    def provider(self, table: str, runner: asyncio.Runner | None) -> Iterator[PostgresProvider]:
-        provider = PostgresProvider(DSN, table=table)
-        yield provider
-        # Async pools belong to the test's event loop: close them in it, before it closes.
-        if runner is None:
-            provider.close()
-        else:
-            runner.run(provider.aclose())
+    def provider(self, table: str) -> PostgresProvider:
+        return PostgresProvider(DSN, table=table)
 
 
 # -- configuration ----------------------------------------------------------------------
@@ -93,19 +86,6 @@ def test_options_are_checked() -> None:
         assert info.value.key == key, config
 
 
-def test_issue_example_config(table: str) -> None:
-    manager = Manager("postgresql", {"ProviderConfig": DSN})
-    provider = manager.provider
-    assert isinstance(provider, PostgresProvider)
-    assert provider.table == "websession_sessions"
-    client = Client(manager, "sync", None)
-    client.roundtrip(user="ann")
-    assert client.data() == {"user": "ann"}
-    assert client.cookie is not None
-    provider.delete(client.cookie)
-    manager.close()
-
-
 def test_json_config_and_schema_qualified_table(table: str) -> None:
     config = json.dumps({"dsn": DSN, "table": f"public.{table}", "maxConnections": 2,
                          "gcBatchSize": 3})
@@ -115,17 +95,6 @@ def test_json_config_and_schema_qualified_table(table: str) -> None:
         assert (provider.max_connections, provider.gc_batch_size) == (2, 3)
         Client(manager, "sync", None).roundtrip(x=1)
         assert manager.get_active_session() == 1
-
-
-def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "psycopg", None)
-    monkeypatch.delitem(sys.modules, "websession.providers.postgres")
-    with pytest.raises(MissingDependencyError, match=r"websession\[postgres\]") as info:
-        importlib.import_module("websession.providers.postgres")
-    assert info.value.extra == "postgres"
-
-
-# -- pools --------------------------------------------------------------------------------
 
 
 def _backends(table: str) -> int:
@@ -175,23 +144,6 @@ def test_application_owned_pools(table: str) -> None:
                 await conn.execute("SELECT 1")
 
     asyncio.run(in_loop())
-
-
-def test_async_pools_follow_the_event_loop(table: str) -> None:
-    provider = PostgresProvider(DSN, table=table)
-    later = time.time() + 60
-    loops = [asyncio.new_event_loop() for _ in range(3)]
-    try:
-        for i, loop in enumerate(loops):
-            assert loop.run_until_complete(provider.acreate(f"{i:032x}", Record(b"x", later, 1)))
-        assert len(provider._async_pools._pools) == 3
-        provider.close()  # from sync code: each pool is closed in its own (idle) loop
-        assert not provider._async_pools._pools
-    finally:
-        for loop in loops:
-            loop.close()
-    assert provider.count() == 3
-    provider.close()
 
 
 def test_an_exhausted_async_pool_is_a_store_outage(table: str) -> None:
@@ -251,19 +203,6 @@ def _bulk(table: str, rows: list[tuple[str, bytes, float, int]]) -> None:
             copy.write_row(row)
 
 
-def test_gc_removes_expired_rows_in_batches_and_keeps_live_ones(table: str) -> None:
-    provider = PostgresProvider(DSN, table=table, gc_batch_size=100)
-    provider.count()  # creates the table
-    now = time.time()
-    _bulk(table, [(f"{i:032x}", b"dead", now - 10 - i, 1) for i in range(1050)])
-    _bulk(table, [(f"live{i:028x}", b"live", now + 3600, 1) for i in range(20)])
-    assert provider.gc() == 1050
-    assert provider.count() == 20
-    assert provider.read(f"live{0:028x}") == Record(b"live", now + 3600, 1)
-    assert provider.gc() == 0
-    provider.close()
-
-
 def test_gc_walks_the_expiry_index(table: str) -> None:
     provider = PostgresProvider(DSN, table=table)
     provider.count()
@@ -281,14 +220,14 @@ def test_gc_walks_the_expiry_index(table: str) -> None:
     provider.close()
 
 
-# -- concurrency --------------------------------------------------------------------------
+class TestPostgresProvider(SQLProviderCases):
+    provider_class = PostgresProvider
+    registry_name = "postgresql"
+    module = "websession.providers.postgres"
+    driver = "psycopg"
+    extra = "postgres"
+    dsn = DSN
+    server_class = PostgresServer
 
-
-# -- a crash and restart mid-run ---------------------------------------------------------
-
-
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_server_crash_and_restart(mode: str) -> None:
-    with private_server(PostgresServer) as server:
-        provider = PostgresProvider(server.dsn, pool_timeout=1.0, max_connections=4)
-        check_restart_recovery(server, provider, mode)
+    def bulk(self, table: str, rows: list[Row]) -> None:
+        _bulk(table, rows)

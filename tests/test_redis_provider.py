@@ -41,7 +41,7 @@ from websession import (
     WSGISessionMiddleware,
 )
 from websession._session import SessionStore
-from websession.providers.base import BaseProvider, Record
+from websession.providers.base import Record
 from websession.providers.redis import (
     RedisClusterProvider,
     RedisProvider,
@@ -115,42 +115,26 @@ def local_redis(prefix: str) -> Iterator[str]:
 class _RedisConformance(ProviderConformance):
     expiry_slack = 0.1  # Redis expires keys to the millisecond
 
-    @pytest.fixture
-    def runner(self, mode: str, provider: BaseProvider) -> Iterator[asyncio.Runner | None]:
-        """As the suite's, but the provider's asyncio client is closed in its own loop."""
-        if mode == "sync":
-            yield None
-            return
-        with asyncio.Runner() as runner:
-            yield runner
-            runner.run(provider.aclose())
-
 
 class TestRedisConformance(_RedisConformance):
     @pytest.fixture
-    def provider(self, local_redis: str, prefix: str) -> Iterator[RedisProvider]:
-        provider = RedisProvider(f"{local_redis},100", key_prefix=prefix)
-        yield provider
-        provider.close()
+    def provider(self, local_redis: str, prefix: str) -> RedisProvider:
+        return RedisProvider(f"{local_redis},100", key_prefix=prefix)
 
 
 class TestRedisClusterConformance(_RedisConformance):
     @pytest.fixture
     def provider(self, redis_cluster: ClusterServers,
-                 prefix: str) -> Iterator[RedisClusterProvider]:
-        provider = RedisClusterProvider(redis_cluster.seeds, key_prefix=prefix)
-        yield provider
-        provider.close()
+                 prefix: str) -> RedisClusterProvider:
+        return RedisClusterProvider(redis_cluster.seeds, key_prefix=prefix)
 
 
 class TestRedisSentinelConformance(_RedisConformance):
     @pytest.fixture
     def provider(self, redis_sentinel: SentinelServers,
-                 prefix: str) -> Iterator[RedisSentinelProvider]:
-        provider = RedisSentinelProvider(f"{redis_sentinel.addresses},100,,0,mymaster",
-                                         key_prefix=prefix)
-        yield provider
-        provider.close()
+                 prefix: str) -> RedisSentinelProvider:
+        return RedisSentinelProvider(f"{redis_sentinel.addresses},100,,0,mymaster",
+                                     key_prefix=prefix)
 
 
 # -- configuration --------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,8 @@ from websession.testing import ProviderConformance
 
 class TestSQLiteConformance(ProviderConformance):
     @pytest.fixture
-    def provider(self, tmp_path: Path) -> Iterator[SQLiteProvider]:
-        provider = SQLiteProvider(str(tmp_path / "sessions.db"))
-        yield provider
-        provider.close()
+    def provider(self, tmp_path: Path) -> SQLiteProvider:
+        return SQLiteProvider(str(tmp_path / "sessions.db"))
 
 
 def env(cookie: str | None = None) -> dict[str, Any]:

@@ -169,7 +169,7 @@ class Engine:
                 "this session is not loaded and its provider does I/O: call "
                 "`await session.aload()` first (the ASGI middleware does it for you)"
             )
-        try:
+        try:  # run_op("read") inlined: this is on every request that uses its session
             record = self.provider.read(s._sid)
         except self.provider.unavailable_errors as exc:
             raise self._unavailable(exc) from exc

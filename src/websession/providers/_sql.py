@@ -481,6 +481,7 @@ class SQLProvider(BaseProvider):
     statements: Statements
     _own_pool: Pool[Any] | None
     _async_pools: PerLoop[Any]
+    _app_async_pool: Any
     max_connections: int
     pool_timeout: float
     gc_batch_size: int
@@ -607,20 +608,21 @@ class SQLProvider(BaseProvider):
     def _sync_pool(self) -> Pool[Any]:
         """The pool blocking calls borrow from: the application's, or one of our own."""
 
-    @abstractmethod
     async def _async_pool(self) -> Any:
-        """The running loop's pool (``acquire``/``release`` as :class:`AsyncPool`)."""
+        """The application's async pool, or the running loop's own (both offer
+        ``acquire``/``release`` as :class:`AsyncPool` does)."""
+        return self._app_async_pool or await self._async_pools.get()
 
     @abstractmethod
-    def _execute(self, conn: Any, plan: Plan[T]) -> T:
+    def _execute(self, conn: Any, plan: Plan[T], /) -> T:
         """Run ``plan``'s statements on a connection of the sync driver."""
 
     @abstractmethod
-    async def _aexecute(self, conn: Any, plan: Plan[T]) -> T:
+    async def _aexecute(self, conn: Any, plan: Plan[T], /) -> T:
         """Run ``plan``'s statements on a connection of the async driver."""
 
     @abstractmethod
-    def _reusable(self, conn: Any, exc: BaseException) -> bool:
+    def _reusable(self, conn: Any, exc: BaseException, /) -> bool:
         """Whether ``conn`` is still in step with its server after ``exc``."""
 
     # -- borrowing connections ----------------------------------------------------------

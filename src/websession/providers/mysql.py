@@ -319,7 +319,7 @@ async def _aio_close(conn: Any) -> None:
     conn.close()
 
 
-def _reusable(exc: BaseException) -> bool:
+def _reusable(conn: Any, exc: BaseException) -> bool:
     # The server answered with an error about the statement: the connection is in step.
     # Anything else (lost connection, timeout, cancellation mid-read) leaves it unknown.
     return isinstance(exc, pymysql.err.ProgrammingError | pymysql.err.IntegrityError
@@ -550,20 +550,9 @@ class MySQLProvider(SQLProvider):
         return AsyncPool(connect, max_size=self.max_connections, timeout=self.pool_timeout,
                          usable=_aio_usable, close=_aio_close)
 
-    async def _async_pool(self) -> Any:
-        """The application's ``aiomysql.Pool``, or the running loop's own pool."""
-        return self._app_async_pool or await self._async_pools.get()
-
-    def _execute(self, conn: Any, plan: Plan[T]) -> T:
-        """Run ``plan`` on a PyMySQL connection."""
-        return _execute(conn, plan)
-
-    async def _aexecute(self, conn: Any, plan: Plan[T]) -> T:
-        """Run ``plan`` on an aiomysql connection."""
-        return await _aexecute(conn, plan)
-
-    def _reusable(self, conn: Any, exc: BaseException) -> bool:
-        """In step after an error the server reported about the statement."""
-        return _reusable(exc)
+    # The drivers' halves of SQLProvider's borrowing, as plain functions above.
+    _execute = staticmethod(_execute)
+    _aexecute = staticmethod(_aexecute)
+    _reusable = staticmethod(_reusable)
 
 

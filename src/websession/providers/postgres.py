@@ -103,7 +103,7 @@ def _alive(conn: Any) -> bool:
     return not idle_socket_broken(pgconn.socket)
 
 
-def _reusable(link: _Link) -> bool:
+def _reusable(link: _Link, exc: BaseException) -> bool:
     # After an error the server reported, an autocommit connection is idle and in step;
     # one closed, or left mid-statement (a cancelled await), is not.
     conn = link.conn
@@ -335,19 +335,8 @@ class PostgresProvider(SQLProvider):
         return AsyncPool(connect, max_size=self.max_connections, timeout=self.pool_timeout,
                          usable=_usable, close=_aclose)
 
-    async def _async_pool(self) -> Any:
-        """The application's ``AsyncConnectionPool``, or the running loop's own pool."""
-        return self._app_async_pool or await self._async_pools.get()
-
-    def _execute(self, conn: Any, plan: Plan[T]) -> T:
-        """Run ``plan`` on a psycopg connection."""
-        return _execute(conn, plan)
-
-    async def _aexecute(self, conn: Any, plan: Plan[T]) -> T:
-        """Run ``plan`` on a psycopg async connection."""
-        return await _aexecute(conn, plan)
-
-    def _reusable(self, conn: Any, exc: BaseException) -> bool:
-        """In step unless the connection itself broke."""
-        return _reusable(conn)
+    # The drivers' halves of SQLProvider's borrowing, as plain functions above.
+    _execute = staticmethod(_execute)
+    _aexecute = staticmethod(_aexecute)
+    _reusable = staticmethod(_reusable)
 

@@ -1,0 +1,95 @@
+"""Tests both SQL providers must pass, written once: each database's test module subclasses
+:class:`SQLProviderCases` and says how to reach its server and how to bulk-load rows."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+import time
+from typing import Any, ClassVar
+
+import pytest
+from tests.db_servers import PrivateServer, check_restart_recovery, private_server
+
+from websession import Manager, MissingDependencyError
+from websession.providers._sql import SQLProvider
+from websession.providers.base import Record
+from websession.testing import Client
+
+Row = tuple[str, bytes, float, int]
+
+
+class SQLProviderCases:
+    """Shared cases; a subclass sets the class attributes and :meth:`bulk`, and supplies a
+    ``table`` fixture (a table name of the test's own, dropped afterwards)."""
+
+    provider_class: ClassVar[type[SQLProvider]]
+    registry_name: ClassVar[str]  # the name Manager(...) takes
+    module: ClassVar[str]  # the provider's module
+    driver: ClassVar[str]  # the driver module whose absence is tested
+    extra: ClassVar[str]  # the extra that installs it
+    dsn: ClassVar[str]
+    server_class: ClassVar[type[PrivateServer]]
+
+    def bulk(self, table: str, rows: list[Row]) -> None:
+        """Insert ``rows`` (sid, payload, expires_at, version) behind the provider's back."""
+        raise NotImplementedError
+
+    def make(self, dsn: str | None = None, **options: Any) -> SQLProvider:
+        """A provider on ``dsn`` (the test server's by default)."""
+        return self.provider_class(dsn or self.dsn, **options)
+
+    def test_issue_example_config(self, table: str) -> None:
+        manager = Manager(self.registry_name, {"ProviderConfig": self.dsn})
+        provider = manager.provider
+        assert isinstance(provider, self.provider_class)
+        assert provider.table == "websession_sessions"
+        client = Client(manager, "sync", None)
+        client.roundtrip(user="ann")
+        assert client.data() == {"user": "ann"}
+        assert client.cookie is not None
+        provider.delete(client.cookie)
+        manager.close()
+
+    def test_missing_driver_names_the_extra(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setitem(sys.modules, self.driver, None)
+        monkeypatch.delitem(sys.modules, self.module)
+        with pytest.raises(MissingDependencyError, match=rf"websession\[{self.extra}\]") as info:
+            importlib.import_module(self.module)
+        assert info.value.extra == self.extra
+
+    def test_async_pools_follow_the_event_loop(self, table: str) -> None:
+        provider = self.make(table=table)
+        later = time.time() + 60
+        loops = [asyncio.new_event_loop() for _ in range(3)]
+        try:
+            for i, loop in enumerate(loops):  # one pool per loop, each opened in its loop
+                assert loop.run_until_complete(
+                    provider.acreate(f"{i:032x}", Record(b"x", later, 1)))
+            assert len(provider._async_pools._pools) == 3
+            provider.close()  # from sync code: each pool is closed in its own (idle) loop
+            assert not provider._async_pools._pools
+        finally:
+            for loop in loops:
+                loop.close()
+        assert provider.count() == 3
+        provider.close()
+
+    def test_gc_removes_expired_rows_in_batches_and_keeps_live_ones(self, table: str) -> None:
+        provider = self.make(table=table, gc_batch_size=100)
+        provider.count()  # creates the table
+        now = time.time()
+        self.bulk(table, [(f"{i:032x}", b"dead", now - 10 - i, 1) for i in range(1050)])
+        self.bulk(table, [(f"live{i:028x}", b"live", now + 3600, 1) for i in range(20)])
+        assert provider.gc() == 1050
+        assert provider.count() == 20
+        assert provider.read(f"live{0:028x}") == Record(b"live", now + 3600, 1)
+        assert provider.gc() == 0
+        provider.close()
+
+    @pytest.mark.parametrize("mode", ["sync", "async"])
+    def test_server_crash_and_restart(self, mode: str) -> None:
+        with private_server(self.server_class) as server:
+            provider = self.make(server.dsn, pool_timeout=1.0, max_connections=4)
+            check_restart_recovery(server, provider, mode)
