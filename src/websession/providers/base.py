@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, runtime_checkable
 
-from ..exceptions import ConfigurationError
+from ._options import parse_options
 
 if TYPE_CHECKING:
     from .._config import ManagerConfig
@@ -58,6 +58,9 @@ class Record(NamedTuple):
     payload: bytes
     expires_at: float
     version: int
+    #: Set by a provider whose :meth:`~BaseProvider.read` moved the deadline itself (see
+    #: :attr:`BaseProvider.refreshes_on_read`): ``expires_at`` is then the new deadline.
+    refreshed: bool = False
 
 
 @runtime_checkable
@@ -120,54 +123,6 @@ class Provider(Protocol):
     def session_gc(self) -> None:
         """Remove expired sessions."""
         ...
-
-
-def parse_options(
-    config: Any, known: Mapping[str, type | tuple[type, ...]], *, provider: str
-) -> dict[str, Any]:
-    """Read a provider's options from a JSON string or a mapping.
-
-    Keys match ``known`` case-insensitively and without underscores, as Go's decoder
-    matches the seed's keys; an unknown key or a value of the wrong type is a
-    :class:`ConfigurationError` naming it.
-    """
-    import json
-
-    if config in ("", None):
-        return {}
-    if isinstance(config, str):
-        try:
-            config = json.loads(config)
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(
-                f"providerConfig for {provider!r}: invalid JSON at line {exc.lineno}, "
-                f"column {exc.colno}: {exc.msg}",
-                key="providerConfig",
-            ) from None
-    if not isinstance(config, Mapping):
-        raise ConfigurationError(
-            f"providerConfig for {provider!r} must be a JSON object or a mapping",
-            key="providerConfig",
-        )
-    folded = {name.replace("_", "").lower(): name for name in known}
-    options: dict[str, Any] = {}
-    for key, value in config.items():
-        name = folded.get(str(key).replace("_", "").lower())
-        if name is None:
-            raise ConfigurationError(
-                f"providerConfig for {provider!r}: unknown key {key!r} "
-                f"(known: {', '.join(sorted(known))})",
-                key=str(key),
-            )
-        kind = known[name]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-            raise ConfigurationError(
-                f"providerConfig for {provider!r}: {key} must be {names}, got {value!r}",
-                key=str(key),
-            )
-        options[name] = value
-    return options
 
 
 class BaseProvider(ABC):
