@@ -227,6 +227,24 @@ class SessionStore(MutableMapping[str, Any]):
         self._ensure_loaded()
         return self._created
 
+    @property
+    def expires_at(self) -> float:
+        """When the session expires if left idle (Unix time; 0 for one not yet saved)."""
+        self._ensure_loaded()
+        return self._expires_at
+
+    @property
+    def absolute_expires_at(self) -> float:
+        """When the session expires however busy it is (Unix time; 0 if not yet saved)."""
+        self._ensure_loaded()
+        return self._created + self._engine.absolute if self._created else 0.0
+
+    @property
+    def version(self) -> int:
+        """How many times the session has been saved (0 for one not yet saved)."""
+        self._ensure_loaded()
+        return self._version
+
     # -- the dict interface -----------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
