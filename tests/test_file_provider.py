@@ -94,7 +94,7 @@ def test_symlinks_are_never_followed(tmp_path: Path) -> None:
     manager = Manager(provider)
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious")
-    sid = manager._engine.ids.new()
+    sid = manager.engine.ids.new()
     shard = root / sid[-2:]
     shard.mkdir(mode=0o700)
     (shard / sid).symlink_to(victim)
@@ -103,9 +103,9 @@ def test_symlinks_are_never_followed(tmp_path: Path) -> None:
     assert provider.touch(sid, time.time() + 60) is False
     assert victim.read_bytes() == b"precious"
     # A symlinked shard directory is refused too.
-    other = manager._engine.ids.new()
+    other = manager.engine.ids.new()
     while other[-2:] == sid[-2:]:
-        other = manager._engine.ids.new()
+        other = manager.engine.ids.new()
     outside = tmp_path / "outside"
     outside.mkdir()
     (root / other[-2:]).symlink_to(outside, target_is_directory=True)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from websession import Manager, SessionModeError, SessionStore
-from websession.providers.base import BaseProvider, Record
+from websession.providers.base import Record
 from websession.providers.memory import MemoryProvider
 
 
@@ -285,28 +285,9 @@ async def test_async_context_manager() -> None:
     await asyncio.sleep(0)
 
 
-def test_base_provider_serves_the_seed_interface() -> None:
-    provider: BaseProvider = MemoryProvider()
-    provider.session_init(3600, "")
-    store = provider.session_read("0" * 32)
-    store.set("k", "v")
-    store.session_release([])
-    sid = store.session_id()
-    assert provider.session_exist(sid)
-    assert not provider.session_exist("../x")
-    moved = provider.session_regenerate(sid, "1" * 32)
-    moved.session_release([])
-    assert moved.session_id() == "1" * 32 and moved.get("k") == "v"
-    assert not provider.session_exist(sid)
-    assert provider.session_all() == 1
-    provider.session_destroy("1" * 32)
-    provider.session_gc()
-    assert provider.session_all() == 0
-
-
 def test_unknown_or_malformed_cookie_is_expired() -> None:
     manager = Manager("memory")
-    unknown = manager._engine.ids.new()
+    unknown = manager.engine.ids.new()
     session = manager.session_start(environ(f"gosessionid={unknown}"))
     assert session.get("user") is None
     assert "Max-Age=0" in release(session)["Set-Cookie"][0]

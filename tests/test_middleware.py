@@ -251,7 +251,7 @@ async def test_asgi_autoload_false_leaves_loading_to_the_handler() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    sid = manager._engine.ids.new()
+    sid = manager.engine.ids.new()
     transport = httpx.ASGITransport(app=ASGISessionMiddleware(app, manager, autoload=False))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         response = await client.get("/", headers={"cookie": f"gosessionid={sid}"})

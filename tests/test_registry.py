@@ -44,7 +44,7 @@ def test_register_rejects_nonsense() -> None:
 
 def test_public_names_are_exported_and_documented() -> None:
     public = sorted(name for name in dir(websession) if not name.startswith("_"))
-    modules = {"codecs", "cookies", "exceptions", "middleware", "providers", "testing"}
+    modules = {"codecs", "cookies", "exceptions", "middleware", "providers", "seed", "testing"}
     assert sorted(set(public) - modules) == sorted(websession.__all__)
     assert websession.__all__ == sorted(websession.__all__)
     for name in websession.__all__:

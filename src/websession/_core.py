@@ -1,36 +1,43 @@
 """The engine: everything about a session that is not I/O, written once for both modes.
 
-Each operation that needs the store is a *plan*: a generator that yields :data:`Op`
-requests — ``("update", (sid, record, 3), out)``: call the primitive ``update`` with these
-arguments — and the driver puts the answer in ``out[0]`` before the plan resumes.
-:meth:`Engine.run` drives a plan with a provider's sync primitives, :meth:`Engine.arun`
-with their async twins, so the logic — expiry, merging of concurrent changes,
-regeneration — exists exactly once.
+:class:`Engine` holds what every kind of session shares: IDs, records and their expiry,
+regeneration, and the response headers. Two engines build on it, one per way of keeping a
+session:
+
+* :class:`StoreEngine` keeps sessions in a store (a :class:`~websession.BaseProvider`'s
+  seven primitives). Each operation that needs the store is a *plan* (see
+  :mod:`websession._plans`) yielding ``(primitive, args)`` steps; the sync executor calls
+  the provider's primitives and the async one their ``a``-prefixed twins, so expiry,
+  merging of concurrent changes and regeneration exist exactly once, and the provider's
+  driver errors become :class:`~websession.StoreUnavailableError` in one place.
+* :class:`~websession._sealing.SealEngine` keeps them in the cookie, sealed by a
+  :class:`~websession.providers.ClientSideProvider`.
+
+The engine decides; each session's :class:`~websession._state.SessionState` remembers.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 import time
-from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._ids import SessionIDs
-from ._session import DELETED, SessionStore
+from ._plans import Plan, adrive, drive
+from ._session import SessionStore
+from ._state import SessionState
 from .codecs import DecodeError
 from .cookies import dump_cookie
-from .exceptions import (
-    SessionConflictError,
-    SessionModeError,
-    SessionTooLarge,
-    StoreUnavailableError,
-)
-from .providers.base import BaseProvider, Record, Sealer
+from .exceptions import SessionConflictError, SessionModeError, StoreUnavailableError
+from .providers.base import BaseProvider, Record
 
 if TYPE_CHECKING:
     from ._config import ManagerConfig
 
-__all__ = ["Engine", "Op", "Plan"]
+__all__ = ["Engine", "StoreEngine"]
 
 # Enough for heavy contention on one session; each retry re-reads and re-applies.
 MAX_SAVE_ATTEMPTS = 200
@@ -39,98 +46,50 @@ MAX_SAVE_ATTEMPTS = 200
 REFRESH_FRACTION = 0.1
 # A record's payload: the creation time as a big-endian double, then the codec's bytes.
 _CREATED = struct.Struct(">d")
-# Seconds within which a deadline read back counts as just refreshed (see release()).
-FRESH_WINDOW = 1.0
-# The most a browser keeps of one Set-Cookie value (name, value and attributes).
-COOKIE_LIMIT = 4093
+
+T = TypeVar("T")
+
+_PRIMITIVES = ("read", "create", "update", "touch", "delete", "count", "gc")
 
 
-#: A request to a provider: the primitive's name, its arguments, and a one-item list the
-#: driver stores the primitive's return value in. Plain tuples keep the hot path cheap.
-Op = tuple[str, tuple[Any, ...], list[Any]]
-Plan = Generator[Op, None, None]
+class Engine(ABC):
+    """Session logic shared by every way of keeping sessions, for one manager's settings."""
 
-_ANAMES = {name: "a" + name for name in
-           ("read", "create", "update", "touch", "delete", "count", "gc")}
+    #: Whether the operations block on I/O (async code must then use the ``a`` twins).
+    blocking: bool = False
 
-
-class Engine:
-    """Shared session logic bound to one provider and one :class:`ManagerConfig`."""
-
-    __slots__ = (
-        "_valid", "absolute", "codec", "config", "idle", "ids", "provider", "refresh_step",
-        "sealer",
-    )
-
-    def __init__(self, provider: BaseProvider, config: ManagerConfig) -> None:
-        self.provider = provider
+    def __init__(self, config: ManagerConfig) -> None:
         self.config = config
         self.codec = config.codec
         self.ids = SessionIDs(config.session_id_length, config.session_id_prefix)
         self.idle = float(config.idle_timeout)
         self.absolute = float(config.absolute_lifetime)
         self.refresh_step = self.idle * REFRESH_FRACTION
-        #: Set for a client-side provider: sessions are sealed into the cookie.
-        self.sealer: Sealer | None = None
-        if provider.client_side:
-            if not isinstance(provider, Sealer):
-                raise TypeError(f"{type(provider).__name__} is client-side but cannot seal")
-            self.sealer = provider
-        # What a client-supplied ID must look like before anything looks it up.
-        self._valid = self.sealer.valid_token if self.sealer is not None else self.ids.matches
+        #: Whether a client-supplied ID has the shape this engine issues (chosen once:
+        #: this runs on every request that sends a cookie).
+        self.valid_client_id: Callable[[str], object] = self.ids.matches
 
-    # -- running plans ----------------------------------------------------------------
+    # -- opening ----------------------------------------------------------------------
 
-    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
-        return StoreUnavailableError(
-            f"session store {type(self.provider).__name__} is unavailable: {exc}"
-        )
-
-    def run(self, plan: Plan) -> None:
-        """Run ``plan`` with the provider's blocking primitives."""
-        provider = self.provider
-        try:
-            for name, args, out in plan:
-                out[0] = getattr(provider, name)(*args)
-        except provider.unavailable_errors as exc:
-            raise self._unavailable(exc) from exc
-
-    async def arun(self, plan: Plan) -> None:
-        """Run ``plan`` with the provider's async primitives."""
-        provider = self.provider
-        if not provider.blocking:
-            self.run(plan)  # nothing would ever suspend: skip the awaits
-            return
-        try:
-            for name, args, out in plan:
-                out[0] = await getattr(provider, _ANAMES[name])(*args)
-        except provider.unavailable_errors as exc:
-            raise self._unavailable(exc) from exc
-
-    def run_op(self, name: str, *args: Any) -> Any:
-        """Call one primitive, with errors translated as in :meth:`run`."""
-        try:
-            return getattr(self.provider, name)(*args)
-        except self.provider.unavailable_errors as exc:
-            raise self._unavailable(exc) from exc
-
-    async def arun_op(self, name: str, *args: Any) -> Any:
-        """Async twin of :meth:`run_op`."""
-        if not self.provider.blocking:
-            return self.run_op(name, *args)
-        try:
-            return await getattr(self.provider, _ANAMES[name])(*args)
-        except self.provider.unavailable_errors as exc:
-            raise self._unavailable(exc) from exc
+    def open(self, sid: str | None, secure: bool = False, async_mode: bool = False,
+             ) -> SessionStore:
+        """A session for a client-supplied ``sid``; a malformed one gets a fresh ID at once."""
+        if sid is not None and self.valid_client_id(sid):
+            state = SessionState(sid, True)
+        else:  # a malformed cookie must be dropped; no cookie, nothing to drop
+            state = SessionState(self.ids.new(), False, expire_cookie=sid is not None)
+        return SessionStore(self, state, secure=secure, async_mode=async_mode)
 
     # -- records ----------------------------------------------------------------------
 
-    def _encode(self, created: float, data: dict[str, Any]) -> bytes:
+    def encode(self, created: float, data: dict[str, Any]) -> bytes:
+        """A record's payload: the creation time, then the codec's bytes."""
         # The creation time rides in front of the codec's bytes: the codec sees only the
         # application's data, and absolute expiry needs no second lookup.
         return _CREATED.pack(created) + self.codec.encode(data)
 
-    def _decode(self, record: Record | None, now: float) -> tuple[float, dict[str, Any]] | None:
+    def decode(self, record: Record | None, now: float) -> tuple[float, dict[str, Any]] | None:
+        """``(created, data)`` of a live record; ``None`` if absent, expired or damaged."""
         if record is None or record.expires_at <= now:
             return None
         payload = record.payload
@@ -139,253 +98,95 @@ class Engine:
             data = self.codec.decode(payload[8:])
         except (DecodeError, struct.error, TypeError):
             return None  # damaged or foreign: an empty session, never an error page
-        if created + self.absolute <= now:
+        if not math.isfinite(created) or created + self.absolute <= now:
             return None
         return created, data
 
-    def _deadline(self, created: float, now: float) -> float:
+    def deadline(self, created: float, now: float) -> float:
+        """The idle deadline from ``now``, capped by the absolute lifetime."""
         end = created + self.absolute
         idle_end = now + self.idle
         return idle_end if idle_end < end else end
 
-    def exists(self, sid: str) -> bool:
-        """Whether a live, readable session ``sid`` exists."""
-        return self._decode(self.run_op("read", sid), time.time()) is not None
+    def absolute_deadline(self, created: float) -> float:
+        """When a session created at ``created`` ends however busy it is."""
+        return created + self.absolute
 
-    # -- opening and loading ----------------------------------------------------------
+    def adopt(self, state: SessionState, record: Record | None) -> None:
+        """Take a record read for ``state``; an unknown, expired or damaged one means a
+        fresh session (and the client's dead ID is dropped)."""
+        decoded = self.decode(record, time.time())
+        if decoded is None or record is None:
+            state.start_fresh(self.ids.new(), expire_cookie=state.from_client)
+        else:
+            state.adopt(decoded[0], decoded[1], record.version, record.expires_at,
+                        record.refreshed)
 
-    def open(self, sid: str | None, secure: bool = False, async_mode: bool = False) -> SessionStore:
-        """A session for a client-supplied ``sid``; a malformed one gets a fresh ID at once."""
-        if sid is not None and self._valid(sid):
-            return SessionStore(self, sid, True, secure, async_mode)
-        session = SessionStore(self, self.ids.new(), False, secure, async_mode)
-        session._expire_cookie = sid is not None  # a malformed cookie: have it dropped
-        return session
+    # -- operations -------------------------------------------------------------------
 
-    def load(self, s: SessionStore) -> None:
-        """Read ``s`` from the store; an unknown, expired or damaged ID becomes a fresh one."""
-        if s._async and self.provider.blocking:
-            raise SessionModeError(
-                "this session is not loaded and its provider does I/O: call "
-                "`await session.aload()` first (the ASGI middleware does it for you)"
-            )
-        try:  # run_op("read") inlined: this is on every request that uses its session
-            record = self.provider.read(s._sid)
-        except self.provider.unavailable_errors as exc:
-            raise self._unavailable(exc) from exc
-        self._adopt(s, record)
+    @abstractmethod
+    def load(self, state: SessionState, async_mode: bool = False) -> None:
+        """Read ``state``'s session. ``async_mode``: called for a session opened from async
+        code, where blocking I/O must be refused."""
 
-    async def aload(self, s: SessionStore) -> None:
+    @abstractmethod
+    async def aload(self, state: SessionState) -> None:
         """Async twin of :meth:`load`."""
-        self._adopt(s, await self.arun_op("read", s._sid))
 
-    def _adopt(self, s: SessionStore, record: Record | None) -> None:
-        decoded = self._decode(record, time.time())
-        if decoded is None:
-            s._expire_cookie = s._from_client  # stop the client sending a dead ID
-            s._sid = self.ids.new()
-            s._is_new = True
-        else:
-            assert record is not None
-            s._created, s._data = decoded
-            s._version = record.version
-            s._expires_at = record.expires_at
-            s._is_new = False
-        s._loaded = True
+    @abstractmethod
+    def release(self, state: SessionState, async_mode: bool = False) -> None:
+        """Save what ``state`` changed, or refresh its deadline when due."""
 
-    # -- changes ----------------------------------------------------------------------
+    @abstractmethod
+    async def arelease(self, state: SessionState) -> None:
+        """Async twin of :meth:`release`."""
 
-    @staticmethod
-    def mutated_keys(s: SessionStore) -> list[str]:
-        """Keys whose mutable values were changed in place since they were read."""
-        return [
-            key
-            for key, before in s._snapshots.items()
-            if key not in s._changes and key in s._data and s._data[key] != before
-        ]
+    @abstractmethod
+    def destroy(self, state: SessionState) -> None:
+        """Delete ``state``'s session and continue with a fresh, empty one."""
 
-    @staticmethod
-    def _reapply(s: SessionStore, current: dict[str, Any]) -> dict[str, Any]:
-        """This request's changes applied over a concurrent request's saved data."""
-        data = {} if s._cleared else current
-        for key, value in s._changes.items():
-            if value is DELETED:
-                data.pop(key, None)
-            else:
-                data[key] = value
-        return data
+    @abstractmethod
+    async def adestroy(self, state: SessionState) -> None:
+        """Async twin of :meth:`destroy`."""
 
-    def _committed(self, s: SessionStore, record: Record, created: float) -> None:
-        s._version = record.version
-        s._expires_at = record.expires_at
-        s._created = created
-        s._changes.clear()
-        s._snapshots.clear()
-        s._cleared = False
-        if self.config.cookie_life_time:
-            s._send_id = True  # slide the persistent cookie with the server deadline
+    @abstractmethod
+    def count(self) -> int:
+        """Count live sessions."""
 
-    # -- saving -----------------------------------------------------------------------
+    @abstractmethod
+    async def acount(self) -> int:
+        """Async twin of :meth:`count`."""
 
-    def release(self, s: SessionStore) -> Plan | None:
-        """The plan that saves what ``s`` changed — create, compare-and-set update, or
-        refresh of the idle deadline — or ``None`` when the store need not be touched."""
-        if not s._loaded:
-            return None  # never used: no store access at all
-        if s._snapshots:
-            for key in self.mutated_keys(s):
-                s._changes[key] = s._data[key]
-        if self.sealer is not None:
-            self._seal(s, self.sealer)
-            return None
-        if s._is_new:
-            if s._data or s._old_sid is not None:
-                return self._save_new(s, time.time())
-            return None
-        if s._changes or s._cleared:
-            return self._save_changes(s, time.time())
-        if s._refresh_checked:
-            return None  # a later release in the same request: the deadline is current
-        s._refresh_checked = True
-        if self.provider.refreshes_on_read:
-            # The read itself moved the deadline. A persistent cookie must move with it:
-            # a deadline a full idle timeout away means it was refreshed just now.
-            if self.config.cookie_life_time and (
-                s._expires_at - time.time() >= self.idle - FRESH_WINDOW
-            ):
-                s._send_id = True
-            return None
-        expires_at = self._deadline(s._created, time.time())
-        if expires_at - s._expires_at >= self.refresh_step:
-            return self._touch(s, expires_at)
-        return None
+    @abstractmethod
+    def gc(self) -> int:
+        """Remove expired sessions; return how many, where known."""
 
-    def _seal(self, s: SessionStore, sealer: Sealer) -> None:
-        """Client-side sessions: every change, or a due refresh, is a new cookie value."""
-        now = time.time()
-        if s._is_new:
-            rotated, s._old_sid = s._old_sid is not None, None
-            if not s._data:
-                s._expire_cookie = s._expire_cookie or rotated
-                return
-            created, version = now, 1
-        elif s._changes or s._cleared:
-            created, version = s._created, s._version + 1
-        elif s._refresh_checked or (
-            self._deadline(s._created, now) - s._expires_at < self.refresh_step
-        ):
-            return
-        else:
-            created, version = s._created, s._version
-        s._refresh_checked = True
-        record = Record(self._encode(created, s._data), self._deadline(created, now), version)
-        token = sealer.seal(record)
-        size = len(self._cookie(token, s))
-        if size > COOKIE_LIMIT:
-            raise SessionTooLarge(size, COOKIE_LIMIT)
-        s._sid = token
-        s._is_new = False
-        s._send_id = True
-        s._expire_cookie = False
-        self._committed(s, record, created)
+    @abstractmethod
+    async def agc(self) -> int:
+        """Async twin of :meth:`gc`."""
 
-    def _touch(self, s: SessionStore, expires_at: float) -> Plan:
-        out: list[Any] = [None]
-        yield "touch", (s._sid, expires_at), out
-        if out[0]:
-            s._expires_at = expires_at
-            if self.config.cookie_life_time:
-                s._send_id = True
-
-    def _save_new(self, s: SessionStore, now: float) -> Plan:
-        old_sid, s._old_sid = s._old_sid, None
-        if s._data:
-            record = Record(self._encode(now, s._data), self._deadline(now, now), 1)
-            out: list[Any] = [None]
-            while True:
-                yield "create", (s._sid, record), out
-                if out[0]:
-                    break
-                s._sid = self.ids.new()  # an ID collision: 2**-128, but never overwrite
-            s._is_new = False
-            s._send_id = True
-            s._expire_cookie = False
-            self._committed(s, record, now)
-        elif old_sid is not None:
-            s._expire_cookie = True  # the old session goes and nothing replaces it
-        if old_sid is not None:
-            yield "delete", (old_sid,), [None]
-
-    def _save_changes(self, s: SessionStore, now: float) -> Plan:
-        data, version, created = s._data, s._version, s._created
-        deadline = self._deadline(created, now)
-        out: list[Any] = [None]
-        for _ in range(MAX_SAVE_ATTEMPTS):
-            record = Record(self._encode(created, data), deadline, version + 1)
-            yield "update", (s._sid, record, version), out
-            if out[0]:
-                s._data = data
-                s._version = version + 1
-                s._expires_at = deadline
-                s._changes.clear()
-                if s._snapshots:
-                    s._snapshots.clear()
-                s._cleared = False
-                s._refresh_checked = True  # the write just set the deadline
-                if self.config.cookie_life_time:
-                    s._send_id = True  # slide the persistent cookie with the server deadline
-                return
-            # Lost a race, or the session is gone. Reload; re-apply only our own changes.
-            yield "read", (s._sid,), out
-            current: Record | None = out[0]
-            decoded = self._decode(current, now)
-            if decoded is None:
-                # Destroyed or regenerated meanwhile: never re-create it.
-                s._changes.clear()
-                s._cleared = False
-                s._data = {}
-                s._is_new = True
-                s._sid = self.ids.new()
-                return
-            assert current is not None
-            data, version = self._reapply(s, decoded[1]), current.version
-        raise SessionConflictError(
-            f"gave up saving a session after {MAX_SAVE_ATTEMPTS} concurrent-update conflicts"
-        )
-
-    # -- ID changes -------------------------------------------------------------------
-
-    def regenerate(self, s: SessionStore, new_sid: str | None = None) -> str:
-        """Give ``s`` a new ID now; the data moves to it, and the old ID is deleted, on
-        release. No I/O: the session must already be loaded."""
+    def regenerate(self, state: SessionState, new_sid: str | None = None) -> str:
+        """Give ``state`` a new ID now; the data moves to it, and the old ID is deleted,
+        when it is saved. No I/O: the session must already be loaded."""
         if new_sid is not None and not self.ids.is_valid(new_sid):
             raise ValueError("new_sid does not have the shape of this manager's session IDs")
-        if not s._is_new and s._old_sid is None:
-            s._old_sid = s._sid
-        s._is_new = True
-        s._sid = new_sid or self.ids.new()
-        return s._sid
+        state.rotate(new_sid or self.ids.new())
+        return state.sid
 
-    def destroy(self, s: SessionStore) -> Plan:
-        """Delete ``s`` from the store and turn it into a fresh, empty session."""
-        doomed = [sid for sid in (s._old_sid, s._sid if not s._is_new or not s._loaded else None)
-                  if sid is not None]
-        for sid in doomed:
-            yield "delete", (sid,), [None]
-        s._expire_cookie = s._from_client or bool(doomed)
-        s._sid = self.ids.new()
-        s._old_sid = None
-        s._data = {}
-        s._changes.clear()
-        s._snapshots.clear()
-        s._cleared = False
-        s._is_new = True
-        s._loaded = True
-        s._send_id = False
+    @staticmethod
+    def doomed_ids(state: SessionState) -> list[str]:
+        """The IDs destroying ``state`` must delete: the current one if it may be stored,
+        and one a regeneration left behind."""
+        current = state.sid if not state.is_new or not state.loaded else None
+        return [sid for sid in (state.old_sid, current) if sid is not None]
+
+    def forget(self, state: SessionState, deleted: bool) -> None:
+        """After a destroy: continue with a fresh session, dropping the client's cookie."""
+        state.start_fresh(self.ids.new(), expire_cookie=state.from_client or deleted)
 
     # -- response headers -------------------------------------------------------------
 
-    def _cookie(self, value: str | None, s: SessionStore) -> str:
+    def cookie(self, value: str | None, secure: bool) -> str:
         """The ``Set-Cookie`` value carrying ``value``, or deleting the cookie if ``None``."""
         cfg = self.config
         return dump_cookie(
@@ -394,26 +195,233 @@ class Engine:
             max_age=0 if value is None else (cfg.cookie_life_time or None),
             path=cfg.cookie_path,
             domain=cfg.domain or None,
-            secure=cfg.secure or s._secure,
+            secure=cfg.secure or secure,
             httponly=not cfg.disable_http_only,
             samesite=cfg.cookie_same_site,
         )
 
-    def response_headers(self, s: SessionStore, headers: list[tuple[str, str]]) -> None:
-        """Append the headers the response needs after ``s`` was released."""
-        cfg = self.config
-        if s._accessed:
+    #: Whether the cookie is the session itself (then it is sent even if the manager's
+    #: ``enableSetCookie`` is off).
+    cookie_is_session = False
+
+    def response_headers(self, state: SessionState, headers: list[tuple[str, str]],
+                         accessed: bool, secure: bool) -> None:
+        """Append the headers the response needs after ``state`` was released."""
+        if accessed:
             headers.append(("Vary", "Cookie"))
-        if not (s._send_id or s._expire_cookie):
+        if not (state.send_id or state.expire_cookie):
             return
-        deleting = not s._send_id
-        if cfg.enable_set_cookie or self.sealer is not None:  # a sealed session IS the cookie
-            headers.append(("Set-Cookie", self._cookie(None if deleting else s._sid, s)))
+        cfg = self.config
+        deleting = not state.send_id
+        if cfg.enable_set_cookie or self.cookie_is_session:
+            headers.append(("Set-Cookie", self.cookie(None if deleting else state.sid, secure)))
         if cfg.enable_sid_in_http_header:
-            headers.append((cfg.session_name_in_http_header, "" if deleting else s._sid))
+            headers.append((cfg.session_name_in_http_header, "" if deleting else state.sid))
         # A response that carries the ID must never be cached: no-store replaces whatever
         # caching the application asked for.
         headers[:] = [h for h in headers if h[0].lower() != "cache-control"]
         headers.append(("Cache-Control", "no-store"))
-        s._send_id = False
-        s._expire_cookie = False
+        state.headers_sent()
+
+    def close(self) -> None:  # noqa: B027 - an engine with nothing to release
+        """Release what the engine's provider holds."""
+
+    async def aclose(self) -> None:  # noqa: B027
+        """Async twin of :meth:`close`."""
+
+
+def _refuse_blocking(twin: str) -> SessionModeError:
+    return SessionModeError(f"this session's provider does I/O: use `await session.{twin}`")
+
+
+class StoreEngine(Engine):
+    """Sessions kept in a store, through a :class:`~websession.BaseProvider`."""
+
+    def __init__(self, provider: BaseProvider, config: ManagerConfig) -> None:
+        super().__init__(config)
+        self.provider = provider
+        self.blocking = provider.blocking
+        self._errors = provider.unavailable_errors
+        # Plans name a primitive by its sync method; the async executor maps it to its twin.
+        self._read = provider.read
+        self._create = provider.create
+        self._update = provider.update
+        self._touch = provider.touch
+        self._delete = provider.delete
+        self._count = provider.count
+        self._gc = provider.gc
+        self._twins: dict[Callable[..., Any], Callable[..., Awaitable[Any]]] = {
+            getattr(provider, name): getattr(provider, "a" + name) for name in _PRIMITIVES
+        }
+
+    # -- running plans ------------------------------------------------------------------
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"session store {type(self.provider).__name__} is unavailable: {exc}"
+        )
+
+    def _call(self, primitive: Callable[..., Any], *args: Any) -> Any:
+        # The executor of every plan, and the one place a provider's driver errors
+        # become StoreUnavailableError (with its async twin below).
+        try:
+            return primitive(*args)
+        except self._errors as exc:
+            raise self._unavailable(exc) from exc
+
+    async def _acall(self, primitive: Callable[..., Any], *args: Any) -> Any:
+        # Plans name the sync primitive; the async executor awaits its twin.
+        try:
+            return await self._twins[primitive](*args)
+        except self._errors as exc:
+            raise self._unavailable(exc) from exc
+
+    def run(self, plan: Plan[T]) -> T:
+        """Run ``plan`` with the provider's blocking primitives."""
+        return drive(plan, self._call)
+
+    async def arun(self, plan: Plan[T]) -> T:
+        """Run ``plan`` with the provider's async primitives."""
+        if not self.blocking:  # nothing would ever suspend: skip the awaits
+            return drive(plan, self._call)
+        return await adrive(plan, self._acall)
+
+    @staticmethod
+    def one(primitive: Callable[..., T], *args: Any) -> Plan[T]:
+        """A plan of one primitive call."""
+        result: T = yield (primitive, *args)
+        return result
+
+    # -- operations -------------------------------------------------------------------
+
+    def load(self, state: SessionState, async_mode: bool = False) -> None:
+        """Read ``state`` from the store."""
+        if async_mode and self.blocking:
+            raise SessionModeError(
+                "this session is not loaded and its provider does I/O: call "
+                "`await session.aload()` first (the ASGI middleware does it for you)"
+            )
+        self.adopt(state, self._call(self._read, state.sid))  # one step: no plan needed
+
+    async def aload(self, state: SessionState) -> None:
+        """Async twin of :meth:`load`."""
+        self.adopt(state, await self.arun(self.one(self._read, state.sid)))
+
+    def release(self, state: SessionState, async_mode: bool = False) -> None:
+        """Save what ``state`` changed (create, compare-and-set update, or a refresh)."""
+        plan = self._release(state)
+        if plan is not None:
+            if async_mode and self.blocking:
+                plan.close()
+                raise _refuse_blocking("asession_release(headers)")
+            drive(plan, self._call)
+
+    async def arelease(self, state: SessionState) -> None:
+        """Async twin of :meth:`release`."""
+        plan = self._release(state)
+        if plan is not None:
+            await self.arun(plan)
+
+    def destroy(self, state: SessionState) -> None:
+        """Delete ``state``'s session now and continue with a fresh one."""
+        self.run(self._destroy(state))
+
+    async def adestroy(self, state: SessionState) -> None:
+        """Async twin of :meth:`destroy`."""
+        await self.arun(self._destroy(state))
+
+    def count(self) -> int:
+        """Count live sessions."""
+        return int(self._call(self._count))
+
+    async def acount(self) -> int:
+        """Async twin of :meth:`count`."""
+        return await self.arun(self.one(self._count))
+
+    def gc(self) -> int:
+        """Remove expired sessions; return how many, where the store says."""
+        return int(self._call(self._gc))
+
+    async def agc(self) -> int:
+        """Async twin of :meth:`gc`."""
+        return await self.arun(self.one(self._gc))
+
+    def close(self) -> None:
+        """Close the provider."""
+        self.provider.close()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        await self.provider.aclose()
+
+    # -- the plans --------------------------------------------------------------------
+
+    def _release(self, state: SessionState) -> Plan[None] | None:
+        """The plan that saves what ``state`` changed, or ``None`` when the store need not
+        be touched."""
+        if not state.loaded:
+            return None  # never used: no store access at all
+        if state.snapshots:
+            state.collect_mutations()
+        if state.is_new:
+            if state.data or state.old_sid is not None:
+                return self._save_new(state, time.time())
+            return None
+        if state.changes or state.cleared:
+            return self._save_changes(state, time.time())
+        if state.refresh_checked:
+            return None  # a later release in the same request: the deadline is current
+        if self.provider.refreshes_on_read:
+            # The read itself moved the deadline when it was due; a persistent cookie
+            # must move with it.
+            state.refresh_done(send_id=state.refreshed and bool(self.config.cookie_life_time))
+            return None
+        expires_at = self.deadline(state.created, time.time())
+        if expires_at - state.expires_at >= self.refresh_step:
+            return self._refresh(state, expires_at)
+        state.refresh_done()
+        return None
+
+    def _refresh(self, state: SessionState, expires_at: float) -> Plan[None]:
+        state.refresh_done()
+        if (yield self._touch, state.sid, expires_at):
+            state.deadline_moved(expires_at, send_id=bool(self.config.cookie_life_time))
+
+    def _save_new(self, state: SessionState, now: float) -> Plan[None]:
+        old_sid = state.retire_old_sid()
+        if state.data:
+            record = Record(self.encode(now, state.data), self.deadline(now, now), 1)
+            while not (yield self._create, state.sid, record):
+                state.new_id(self.ids.new())  # an ID collision: 2**-128, but never overwrite
+            state.committed(state.sid, state.data, now, 1, record.expires_at, send_id=True)
+        elif old_sid is not None:
+            state.dropped()  # the old session goes and nothing replaces it
+        if old_sid is not None:
+            yield self._delete, old_sid
+
+    def _save_changes(self, state: SessionState, now: float) -> Plan[None]:
+        data, version, created = state.data, state.version, state.created
+        deadline = self.deadline(created, now)
+        for _ in range(MAX_SAVE_ATTEMPTS):
+            record = Record(self.encode(created, data), deadline, version + 1)
+            if (yield self._update, state.sid, record, version):
+                state.committed(state.sid, data, created, version + 1, deadline,
+                                send_id=bool(self.config.cookie_life_time))
+                return
+            # Lost a race, or the session is gone. Reload; re-apply only our own changes.
+            current: Record | None = yield self._read, state.sid
+            decoded = self.decode(current, now)
+            if decoded is None or current is None:
+                # Destroyed or regenerated meanwhile: never re-create it.
+                state.start_fresh(self.ids.new(), expire_cookie=False)
+                return
+            data, version = state.reapply(decoded[1]), current.version
+        raise SessionConflictError(
+            f"gave up saving a session after {MAX_SAVE_ATTEMPTS} concurrent-update conflicts"
+        )
+
+    def _destroy(self, state: SessionState) -> Plan[None]:
+        doomed = self.doomed_ids(state)
+        for sid in doomed:
+            yield self._delete, sid
+        self.forget(state, bool(doomed))

@@ -10,13 +10,14 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ._config import ManagerConfig, parse_config
-from ._core import Engine
-from ._seed import SeedBridge, SeedSessionStore
+from ._core import Engine, StoreEngine
+from ._sealing import SealEngine
 from ._session import SessionStore
 from .cookies import parse_cookie
 from .exceptions import ConfigurationError
 from .providers import create_provider
-from .providers.base import BaseProvider, Provider
+from .providers.base import BaseProvider, ClientSideProvider, Provider
+from .seed import SeedEngine
 
 __all__ = ["Manager"]
 
@@ -49,7 +50,7 @@ class Manager:
 
     def __init__(
         self,
-        provider: str | Provider | BaseProvider | type,
+        provider: str | Provider | BaseProvider | ClientSideProvider | type,
         config: str | Mapping[str, Any] | ManagerConfig | None = None,
         /,
         **overrides: Any,
@@ -61,25 +62,33 @@ class Manager:
             instance = provider()
         else:
             instance = provider
-        if not isinstance(instance, BaseProvider | Provider):
-            raise ConfigurationError(
-                f"{type(instance).__name__} is not a session provider: subclass "
-                "websession.providers.BaseProvider or implement websession.Provider"
-            )
-        instance.session_init(self.config.idle_timeout, self.config.provider_config)
-        if isinstance(instance, BaseProvider):
-            self.config = instance.adjust_config(self.config)
         self.provider = instance
-        self._seed: Provider | None = None
-        if isinstance(instance, BaseProvider):
-            self._engine = Engine(instance, self.config)
-        else:
-            self._seed = instance
-            self._engine = Engine(SeedBridge(instance), self.config)
+        self._engine = self._engine_for(instance)
         # ASGI header names are lowercase bytes: match them without decoding every header.
         self._sid_header = self.config.session_name_in_http_header.lower().encode("latin-1")
         self._gc_thread: threading.Thread | None = None
         self._gc_stop = threading.Event()
+
+    def _engine_for(self, provider: object) -> Engine:
+        """Configure ``provider`` and build the engine for its kind."""
+        engine: Engine
+        if isinstance(provider, BaseProvider | ClientSideProvider):
+            provider.configure(self.config.provider_config)
+            self.config = provider.adjust_config(self.config)
+            if isinstance(provider, BaseProvider):
+                engine = StoreEngine(provider, self.config)
+            else:
+                engine = SealEngine(provider, self.config)
+        elif isinstance(provider, Provider):
+            provider.session_init(self.config.idle_timeout, self.config.provider_config)
+            engine = SeedEngine(provider, self.config)
+        else:
+            raise ConfigurationError(
+                f"{type(provider).__name__} is not a session provider: subclass "
+                "websession.providers.BaseProvider or ClientSideProvider, or implement "
+                "websession.Provider"
+            )
+        return engine
 
     # -- sessions ---------------------------------------------------------------------
 
@@ -118,7 +127,7 @@ class Manager:
         cached = req.get(SESSION_KEY)
         # (None first: SessionStore is an ABC, and ABC isinstance checks are slow.)
         if cached is not None and isinstance(cached, SessionStore) and (
-            cached._engine is self._engine
+            cached.engine is self._engine
         ):
             return cached
         asgi = req.get("type") in ("http", "websocket")
@@ -126,25 +135,12 @@ class Manager:
             secure = req.get("scheme") in ("https", "wss")
         else:
             secure = req.get("wsgi.url_scheme") == "https"
-        sid = self._client_sid(req, asgi)
-        session: SessionStore
-        if self._seed is not None:
-            valid = sid is not None and self._engine.ids.is_valid(sid)
-            session = SeedSessionStore(
-                self._engine, self._seed, sid if valid and sid else self._engine.ids.new(),
-                from_client=valid, secure=secure, async_mode=asgi,
-            )
-        else:
-            session = self._engine.open(sid, secure, asgi)
+        session = self._engine.open(self._client_sid(req, asgi), secure, asgi)
         req[SESSION_KEY] = session
         return session
 
     def get_session_store(self, sid: str) -> SessionStore:
         """The session with ID ``sid`` outside any request (a fresh one if unknown)."""
-        if self._seed is not None:
-            valid = self._engine.ids.is_valid(sid)
-            return SeedSessionStore(self._engine, self._seed,
-                                    sid if valid else self._engine.ids.new(), from_client=valid)
         return self._engine.open(sid)
 
     def session_destroy(self, request: Any) -> None:
@@ -171,31 +167,32 @@ class Manager:
         return session
 
     @property
+    def engine(self) -> Engine:
+        """The engine serving this manager's sessions (its IDs, settings and provider)."""
+        return self._engine
+
+    @property
     def provider_blocks(self) -> bool:
         """Whether the provider does blocking I/O (async code must use the ``a`` twins)."""
-        return self._engine.provider.blocking
+        return self._engine.blocking
 
     # -- maintenance ------------------------------------------------------------------
 
     def get_active_session(self) -> int:
         """Count live sessions."""
-        count: int = self._engine.run_op("count")
-        return count
+        return self._engine.count()
 
     async def aget_active_session(self) -> int:
         """Async twin of :meth:`get_active_session`."""
-        count: int = await self._engine.arun_op("count")
-        return count
+        return await self._engine.acount()
 
     def gc(self) -> int:
         """Run one GC pass; return how many sessions were removed, where the store says."""
-        removed: int = self._engine.run_op("gc")
-        return removed
+        return self._engine.gc()
 
     async def agc(self) -> int:
         """Async twin of :meth:`gc`."""
-        removed: int = await self._engine.arun_op("gc")
-        return removed
+        return await self._engine.agc()
 
     def start_gc(self) -> None:
         """Run :meth:`gc` every ``gclifetime`` seconds in a daemon thread until
@@ -230,14 +227,12 @@ class Manager:
     def close(self) -> None:
         """Stop the background GC and close the provider."""
         self.stop_gc()
-        if isinstance(self.provider, BaseProvider):
-            self.provider.close()
+        self._engine.close()
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
         self.stop_gc()
-        if isinstance(self.provider, BaseProvider):
-            await self.provider.aclose()
+        await self._engine.aclose()
 
     def __enter__(self) -> Manager:
         return self

@@ -5,10 +5,13 @@ Two contracts live here:
 * :class:`Provider` and :class:`Store` are the seed's interfaces (beego's ``Provider`` and
   ``Store``) in snake_case. A provider written the seed's way — its own session class and
   provider class — satisfies them and can be registered.
-* :class:`BaseProvider` is what websession's own providers subclass. A subclass does only
-  its own I/O, through seven primitives over opaque :class:`Record` values; everything else
-  (IDs, expiry, change tracking, merging of concurrent changes, cookies, codecs) lives in
-  the engine and is shared. ``BaseProvider`` implements the seed interface on top of them.
+* :class:`BaseProvider` is what websession's own store providers subclass. A subclass does
+  only its own I/O, through seven primitives over opaque :class:`Record` values; everything
+  else (IDs, expiry, change tracking, merging of concurrent changes, cookies, codecs) lives
+  in the engine and is shared. :mod:`websession.seed` drives any of them through the seed's
+  interface.
+* :class:`ClientSideProvider` is what a provider that keeps the session in the client
+  subclasses: it seals a record into a cookie value and opens it again; it has no store.
 
 The concurrency contract every ``BaseProvider`` keeps:
 
@@ -30,15 +33,13 @@ from ._options import parse_options
 
 if TYPE_CHECKING:
     from .._config import ManagerConfig
-    from .._core import Engine
-    from .._session import SessionStore
 
 __all__ = [
     "BaseProvider",
     "ClientSideProvider",
+    "Configurable",
     "Provider",
     "Record",
-    "Sealer",
     "Store",
     "parse_options",
 ]
@@ -125,7 +126,34 @@ class Provider(Protocol):
         ...
 
 
-class BaseProvider(ABC):
+class Configurable:
+    """What every websession provider has: settings from ``providerConfig``, and a close."""
+
+    #: Whether the provider's calls block on I/O. A non-blocking provider may be used from
+    #: an event loop through its sync methods.
+    blocking: bool = True
+
+    def configure(self, config: Any) -> None:
+        """Apply the manager's ``providerConfig``; this default accepts only an empty one."""
+        parse_options(config, {}, provider=type(self).__name__)
+
+    def adjust_config(self, config: ManagerConfig) -> ManagerConfig:
+        """Return the manager's settings as this provider needs them (called once, after
+        :meth:`configure`). The cookie provider's own cookie options decide its cookie."""
+        return config
+
+    def close(self) -> None:
+        """Release connections or files the provider holds."""
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        if self.blocking:
+            await asyncio.to_thread(self.close)
+        else:
+            self.close()
+
+
+class BaseProvider(Configurable, ABC):
     """Base class of storage providers: implement the primitives, inherit the rest.
 
     Subclasses implement :meth:`read`, :meth:`create`, :meth:`update`, :meth:`touch`,
@@ -134,32 +162,14 @@ class BaseProvider(ABC):
     worker thread otherwise; a provider with a native async driver overrides them.
     """
 
-    #: Whether the sync primitives block on I/O. A non-blocking provider may be used from
-    #: an event loop through its sync methods.
-    blocking: bool = True
     #: Driver exceptions that mean "the store is unreachable"; the engine turns them into
     #: :class:`~websession.StoreUnavailableError`.
     unavailable_errors: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
     #: Whether :meth:`read` itself moves a live record's deadline to now + the idle
-    #: timeout (Redis ``GETEX``), so a read-only request needs no separate :meth:`touch`.
+    #: timeout when it is due (Redis ``GETEX``-style), reporting it in
+    #: :attr:`Record.refreshed`, so a read-only request needs no separate :meth:`touch`.
     #: The engine still enforces the absolute lifetime when it decodes the record.
     refreshes_on_read: bool = False
-    #: Whether the session lives in the client (the cookie provider): the engine then
-    #: seals each change into a new cookie value instead of writing to a store.
-    client_side: bool = False
-
-    _seed_engine: Engine | None = None
-
-    # -- configuration ----------------------------------------------------------------
-
-    def configure(self, config: Any) -> None:
-        """Apply the manager's ``providerConfig``; this default accepts only an empty one."""
-        parse_options(config, {}, provider=type(self).__name__)
-
-    def adjust_config(self, config: ManagerConfig) -> ManagerConfig:
-        """Return the manager's settings as this provider needs them (called once, after
-        :meth:`session_init`). The cookie provider's own cookie options decide its cookie."""
-        return config
 
     # -- the primitives ---------------------------------------------------------------
 
@@ -194,9 +204,6 @@ class BaseProvider(ABC):
     @abstractmethod
     def gc(self) -> int:
         """Remove expired records; return how many were removed (if known, else 0)."""
-
-    def close(self) -> None:  # noqa: B027 - most providers hold nothing to release
-        """Release connections or files the provider holds."""
 
     # -- async twins ------------------------------------------------------------------
 
@@ -233,83 +240,18 @@ class BaseProvider(ABC):
         """Async twin of :meth:`gc`."""
         return self._offload(self.gc)
 
-    async def aclose(self) -> None:
-        """Async twin of :meth:`close`."""
-        await self._offload(self.close)
 
-    # -- the seed's Provider interface, over the primitives ---------------------------
+class ClientSideProvider(Configurable, ABC):
+    """Base of providers that keep the whole session in the client: a *sealer*.
 
-    def session_init(self, max_lifetime: int, config: Any) -> None:
-        """Seed interface: configure from ``providerConfig``; ``max_lifetime`` is the idle
-        timeout used by :meth:`session_read` when the provider is used without a manager."""
-        from .._config import ManagerConfig
-        from .._core import Engine
-
-        self.configure(config)
-        self._seed_engine = Engine(
-            self, ManagerConfig(gc_lifetime=max(1, max_lifetime), enable_set_cookie=False)
-        )
-
-    def _engine(self) -> Engine:
-        if self._seed_engine is None:
-            self.session_init(3600, "")
-        assert self._seed_engine is not None
-        return self._seed_engine
-
-    def session_read(self, sid: str) -> SessionStore:
-        """Seed interface: the session ``sid`` (a fresh one if ``sid`` is unknown)."""
-        return self._engine().open(sid)
-
-    def session_exist(self, sid: str) -> bool:
-        """Seed interface: whether a live session ``sid`` exists."""
-        engine = self._engine()
-        return engine.ids.is_valid(sid) and engine.exists(sid)
-
-    def session_regenerate(self, old_sid: str, sid: str) -> SessionStore:
-        """Seed interface: move ``old_sid``'s data to ``sid`` (done when it is released)."""
-        store = self._engine().open(old_sid)
-        store.regenerate_id(sid)
-        return store
-
-    def session_destroy(self, sid: str) -> None:
-        """Seed interface: delete session ``sid``."""
-        self._engine().open(sid).destroy()
-
-    def session_all(self) -> int:
-        """Seed interface: count live sessions."""
-        count: int = self._engine().run_op("count")
-        return count
-
-    def session_gc(self) -> None:
-        """Seed interface: remove expired sessions."""
-        self._engine().run_op("gc")
-
-
-@runtime_checkable
-class Sealer(Protocol):
-    """What the engine needs from a client-side provider besides :meth:`BaseProvider.read`."""
-
-    def seal(self, record: Record) -> str:
-        """Return ``record`` as an authenticated, encrypted cookie value."""
-        ...
-
-    def valid_token(self, token: str) -> bool:
-        """Tell whether ``token`` has the shape of a value :meth:`seal` makes."""
-        ...
-
-
-class ClientSideProvider(BaseProvider):
-    """Base of providers that keep the whole session in the client.
-
-    The cookie value is the record, sealed: :meth:`seal` makes it, :meth:`read` (through
-    :meth:`unseal`) opens it and returns ``None`` for anything forged, damaged or expired.
-    There is no store to write to, so ``create``/``update``/``touch`` are never called by
-    the engine; ``delete`` cannot revoke a cookie the client keeps (destroy expires it);
-    ``count`` and ``gc`` have nothing to see and return 0, as in the seed.
+    The cookie value is the record, sealed: :meth:`seal` makes it, :meth:`unseal` opens it
+    and returns ``None`` for anything forged, damaged or expired. There is no store: the
+    engine seals every change into a new cookie value, a destroy can only expire the
+    cookie (a copy the client kept stays valid until its deadline), and live sessions
+    cannot be counted or collected (0, as in the seed).
     """
 
     blocking = False
-    client_side = True
 
     @abstractmethod
     def seal(self, record: Record) -> str:
@@ -322,33 +264,3 @@ class ClientSideProvider(BaseProvider):
     def valid_token(self, token: str) -> bool:
         """Tell whether ``token`` may be a sealed value (cheap shape check)."""
         return bool(token)
-
-    def read(self, sid: str) -> Record | None:
-        """Open the sealed cookie value ``sid``."""
-        return self.unseal(sid)
-
-    def _no_store(self, *args: Any) -> bool:
-        raise TypeError(f"{type(self).__name__} keeps sessions in the client: nothing to write")
-
-    def create(self, sid: str, record: Record) -> bool:
-        """Not used: a client-side session is sealed, not stored."""
-        return self._no_store(sid, record)
-
-    def update(self, sid: str, record: Record, expected_version: int) -> bool:
-        """Not used: a client-side session is sealed, not stored."""
-        return self._no_store(sid, record, expected_version)
-
-    def touch(self, sid: str, expires_at: float) -> bool:
-        """Not used: a client-side session is re-sealed with its new deadline."""
-        return self._no_store(sid, expires_at)
-
-    def delete(self, sid: str) -> None:
-        """Nothing to delete: the client holds the session (destroy expires the cookie)."""
-
-    def count(self) -> int:
-        """Unknowable for sessions held by clients: 0, as in the seed."""
-        return 0
-
-    def gc(self) -> int:
-        """Nothing to collect: expiry is inside each sealed value."""
-        return 0

@@ -1,0 +1,107 @@
+"""SealEngine: sessions kept in the client, sealed into the cookie by a
+:class:`~websession.providers.ClientSideProvider`. There is no store: loading opens the
+cookie value, saving seals a new one, and nothing here does I/O."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from ._core import Engine
+from ._state import SessionState
+from .exceptions import SessionTooLarge
+from .providers.base import ClientSideProvider, Record
+
+if TYPE_CHECKING:
+    from ._config import ManagerConfig
+
+__all__ = ["COOKIE_LIMIT", "SealEngine"]
+
+# The most a browser keeps of one Set-Cookie value (name, value and attributes).
+COOKIE_LIMIT = 4093
+
+
+class SealEngine(Engine):
+    """The engine for client-side sessions: every change, or a due refresh, is a new
+    sealed cookie value."""
+
+    blocking = False
+    cookie_is_session = True  # sent even when the manager's enableSetCookie is off
+
+    def __init__(self, sealer: ClientSideProvider, config: ManagerConfig) -> None:
+        super().__init__(config)
+        self.sealer = sealer
+        self.valid_client_id = sealer.valid_token
+
+    def load(self, state: SessionState, async_mode: bool = False) -> None:
+        """Open the sealed value the client sent."""
+        self.adopt(state, self.sealer.unseal(state.sid))
+
+    async def aload(self, state: SessionState) -> None:
+        """Same as :meth:`load`: opening a cookie does no I/O."""
+        self.load(state)
+
+    def release(self, state: SessionState, async_mode: bool = False) -> None:
+        """Seal ``state`` into a new cookie value if it changed or its refresh is due."""
+        if not state.loaded:
+            return
+        if state.snapshots:
+            state.collect_mutations()
+        now = time.time()
+        if state.is_new:
+            rotated = state.retire_old_sid() is not None
+            if not state.data:
+                if rotated:
+                    state.dropped()
+                return
+            created, version = now, 1
+        elif state.changes or state.cleared:
+            created, version = state.created, state.version + 1
+        elif state.refresh_checked or (
+            self.deadline(state.created, now) - state.expires_at < self.refresh_step
+        ):
+            return
+        else:
+            created, version = state.created, state.version
+        record = Record(self.encode(created, state.data), self.deadline(created, now), version)
+        token = self.sealer.seal(record)
+        size = len(self.cookie(token, False))
+        if size > COOKIE_LIMIT:
+            raise SessionTooLarge(size, COOKIE_LIMIT)
+        state.committed(token, state.data, created, version, record.expires_at, send_id=True)
+
+    async def arelease(self, state: SessionState) -> None:
+        """Same as :meth:`release`: sealing does no I/O."""
+        self.release(state)
+
+    def destroy(self, state: SessionState) -> None:
+        """Expire the cookie; a copy the client kept stays valid until its deadline."""
+        self.forget(state, bool(self.doomed_ids(state)))
+
+    async def adestroy(self, state: SessionState) -> None:
+        """Same as :meth:`destroy`."""
+        self.destroy(state)
+
+    def count(self) -> int:
+        """Sessions held by clients cannot be counted: 0, as in the seed."""
+        return 0
+
+    async def acount(self) -> int:
+        """Same as :meth:`count`."""
+        return 0
+
+    def gc(self) -> int:
+        """Nothing to collect: expiry is inside each sealed value."""
+        return 0
+
+    async def agc(self) -> int:
+        """Same as :meth:`gc`."""
+        return 0
+
+    def close(self) -> None:
+        """Close the sealer."""
+        self.sealer.close()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        await self.sealer.aclose()

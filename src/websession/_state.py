@@ -1,0 +1,247 @@
+"""SessionState: everything known about one session during one request, and every change
+to it. The engine decides what happens to a session; this object remembers it.
+
+Each transition (adopt a loaded record, record a change, commit a save, rotate the ID,
+start afresh, note what the response must say) is one method here, written once; no
+other class writes these attributes. Other modules read them.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+__all__ = ["DELETED", "SessionState"]
+
+#: Marks a key deleted in :attr:`SessionState.changes`.
+DELETED: Any = object()
+_MISSING: Any = object()
+
+
+class SessionState:
+    """One session's state during one request.
+
+    Identity: :attr:`sid` (the ID, or for a client-side session the sealed value),
+    :attr:`from_client` (the client sent it: it must be looked up before it is trusted),
+    :attr:`old_sid` (the ID a regeneration left behind, deleted when the session is saved).
+    Store facts: :attr:`loaded`, :attr:`is_new` (not in the store), :attr:`created`,
+    :attr:`expires_at`, :attr:`version`, :attr:`refreshed` (the read itself moved the
+    deadline). Changes: :attr:`data`, :attr:`changes` (key -> value or :data:`DELETED`),
+    :attr:`cleared` (a flush), :attr:`snapshots` (copies of mutable values, to find in-place
+    changes). Response: :attr:`send_id`, :attr:`expire_cookie`. :attr:`settled`: nothing
+    is left for a release to do (every transition that could give it work clears it), so a
+    second release in one request costs nothing.
+    """
+
+    __slots__ = (
+        "changes",
+        "cleared",
+        "created",
+        "data",
+        "expire_cookie",
+        "expires_at",
+        "from_client",
+        "handle",
+        "is_new",
+        "loaded",
+        "old_sid",
+        "refresh_checked",
+        "refreshed",
+        "send_id",
+        "settled",
+        "sid",
+        "snapshots",
+        "version",
+    )
+
+    def __init__(self, sid: str, from_client: bool, *, expire_cookie: bool = False) -> None:
+        self.sid = sid
+        self.from_client = from_client
+        # A client-supplied ID must be looked up before it can be trusted; a fresh one is
+        # known to be new and empty.
+        self.loaded = not from_client
+        self.is_new = not from_client
+        self.data: dict[str, Any] = {}
+        self.changes: dict[str, Any] = {}
+        self.snapshots: dict[str, Any] = {}
+        self.cleared = False
+        self.created = 0.0
+        self.expires_at = 0.0
+        self.version = 0
+        self.refreshed = False
+        self.refresh_checked = False
+        self.old_sid: str | None = None
+        self.send_id = False
+        self.expire_cookie = expire_cookie
+        self.handle: Any = None
+        self.settled = True  # not loaded, or new and empty: nothing to save
+
+    # -- loading ----------------------------------------------------------------------
+
+    def adopt(self, created: float, data: dict[str, Any], version: int, expires_at: float,
+              refreshed: bool) -> None:
+        """The store had this session: take its record's contents."""
+        self.created = created
+        self.data = data
+        self.version = version
+        self.expires_at = expires_at
+        self.refreshed = refreshed
+        self.is_new = False
+        self.loaded = True
+        self.settled = False  # the idle deadline may be due for a refresh
+
+    def attach(self, handle: Any) -> None:
+        """A seed-style provider's own store object now holds this session's data."""
+        self.handle = handle
+        self.loaded = True
+        self.is_new = False
+
+    def start_fresh(self, sid: str, *, expire_cookie: bool) -> None:
+        """Continue as a new, empty, unsaved session under ``sid``.
+
+        ``expire_cookie``: the response must drop the cookie the client sent (its ID was
+        unknown, expired or destroyed) unless a new one replaces it.
+        """
+        self.sid = sid
+        self.old_sid = None
+        self.data = {}
+        self.changes.clear()
+        self.snapshots.clear()
+        self.cleared = False
+        self.is_new = True
+        self.loaded = True
+        self.send_id = False
+        self.expire_cookie = expire_cookie
+        self.handle = None
+        self.settled = True
+
+    # -- the application's changes ----------------------------------------------------
+
+    def remember(self, key: str, value: Any) -> None:
+        """Keep a copy of the mutable ``value`` just read, to see in-place changes later."""
+        self.snapshots[key] = copy.deepcopy(value)
+        self.settled = False
+
+    def set(self, key: str, value: Any) -> None:
+        """Record ``key = value``."""
+        self.data[key] = value
+        self.changes[key] = value
+        self.settled = False
+
+    def delete(self, key: str) -> None:
+        """Record the removal of ``key`` (a stored session may hold it even if we do not)."""
+        if self.data.pop(key, _MISSING) is not _MISSING or not self.is_new:
+            self.changes[key] = DELETED
+        self.settled = False
+
+    def flush(self) -> None:
+        """Record the removal of every value."""
+        self.data.clear()
+        self.changes.clear()
+        self.snapshots.clear()
+        self.cleared = True
+        self.settled = False
+
+    def mutated_keys(self) -> list[str]:
+        """Keys whose mutable values were changed in place since they were read."""
+        return [
+            key
+            for key, before in self.snapshots.items()
+            if key not in self.changes and key in self.data and self.data[key] != before
+        ]
+
+    def collect_mutations(self) -> None:
+        """Turn in-place changes of mutable values into recorded changes (callers check
+        :attr:`snapshots` first: most requests have none)."""
+        for key in self.mutated_keys():
+            self.changes[key] = self.data[key]
+
+    def reapply(self, current: dict[str, Any]) -> dict[str, Any]:
+        """This request's changes applied over ``current``, a concurrent request's data."""
+        data = {} if self.cleared else current
+        for key, value in self.changes.items():
+            if value is DELETED:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        return data
+
+    # -- saving -----------------------------------------------------------------------
+
+    def committed(self, sid: str, data: dict[str, Any], created: float, version: int,
+                  expires_at: float, *, send_id: bool) -> None:
+        """The store (or the cookie) now holds ``data`` under ``sid`` at ``version``.
+
+        ``send_id``: the response must carry the ID (a new one, or a persistent cookie
+        whose ``Max-Age`` slides with the server's deadline).
+        """
+        self.sid = sid
+        self.data = data
+        self.created = created
+        self.version = version
+        self.expires_at = expires_at
+        self.is_new = False
+        self.changes.clear()
+        self.snapshots.clear()
+        self.cleared = False
+        self.old_sid = None
+        self.refresh_checked = True  # the write just set the deadline
+        self.settled = True
+        if send_id:
+            self.send_id = True
+            self.expire_cookie = False
+
+    def deadline_moved(self, expires_at: float, *, send_id: bool) -> None:
+        """A refresh moved the idle deadline to ``expires_at`` (or found it current)."""
+        self.expires_at = expires_at
+        self.refresh_checked = True
+        self.settled = True
+        if send_id:
+            self.send_id = True
+
+    def refresh_done(self, *, send_id: bool = False) -> None:
+        """This request's refresh of the deadline is settled: later releases skip it.
+
+        ``send_id``: the deadline moved (the read refreshed it), so a persistent cookie
+        must move with it.
+        """
+        self.refresh_checked = True
+        self.settled = True
+        if send_id:
+            self.send_id = True
+
+    def retire_old_sid(self) -> str | None:
+        """Hand over the ID a regeneration left behind, to be deleted; forget it."""
+        old, self.old_sid = self.old_sid, None
+        return old
+
+    def dropped(self) -> None:
+        """Nothing is left to store (a regenerated session emptied): drop the cookie."""
+        self.expire_cookie = True
+
+    # -- ID changes -------------------------------------------------------------------
+
+    def rotate(self, sid: str) -> None:
+        """Move to the new ID ``sid``; the old one (if stored) is deleted on the next save."""
+        if not self.is_new and self.old_sid is None:
+            self.old_sid = self.sid
+        self.is_new = True
+        self.sid = sid
+        self.settled = False
+
+    def new_id(self, sid: str) -> None:
+        """An ID collision on create: take ``sid`` instead (2**-128, but never overwrite)."""
+        self.sid = sid
+
+    def announce(self, sid: str) -> None:
+        """The session now lives under ``sid``, and the response must say so."""
+        self.sid = sid
+        self.send_id = True
+        self.expire_cookie = False
+
+    # -- the response -----------------------------------------------------------------
+
+    def headers_sent(self) -> None:
+        """The response now carries what :attr:`send_id` / :attr:`expire_cookie` asked."""
+        self.send_id = False
+        self.expire_cookie = False
