@@ -261,18 +261,19 @@ class StoreEngine(Engine):
             f"session store {type(self.provider).__name__} is unavailable: {exc}"
         )
 
-    def _call(self, primitive: Callable[..., Any], *args: Any) -> Any:
-        # The executor of every plan, and the one place a provider's driver errors
-        # become StoreUnavailableError (with its async twin below).
+    def _call(self, step: tuple[Any, ...]) -> Any:
+        # The executor of every plan (a step is the sync primitive and its arguments), and
+        # the one place a provider's driver errors become StoreUnavailableError (with its
+        # async twin below).
         try:
-            return primitive(*args)
+            return step[0](*step[1:])
         except self._errors as exc:
             raise self._unavailable(exc) from exc
 
-    async def _acall(self, primitive: Callable[..., Any], *args: Any) -> Any:
+    async def _acall(self, step: tuple[Any, ...]) -> Any:
         # Plans name the sync primitive; the async executor awaits its twin.
         try:
-            return await self._twins[primitive](*args)
+            return await self._twins[step[0]](*step[1:])
         except self._errors as exc:
             raise self._unavailable(exc) from exc
 
@@ -301,7 +302,7 @@ class StoreEngine(Engine):
                 "this session is not loaded and its provider does I/O: call "
                 "`await session.aload()` first (the ASGI middleware does it for you)"
             )
-        self.adopt(state, self._call(self._read, state.sid))  # one step: no plan needed
+        self.adopt(state, self._call((self._read, state.sid)))  # one step: no plan needed
 
     async def aload(self, state: SessionState) -> None:
         """Async twin of :meth:`load`."""
@@ -332,7 +333,7 @@ class StoreEngine(Engine):
 
     def count(self) -> int:
         """Count live sessions."""
-        return int(self._call(self._count))
+        return int(self._call((self._count,)))
 
     async def acount(self) -> int:
         """Async twin of :meth:`count`."""
@@ -340,7 +341,7 @@ class StoreEngine(Engine):
 
     def gc(self) -> int:
         """Remove expired sessions; return how many, where the store says."""
-        return int(self._call(self._gc))
+        return int(self._call((self._gc,)))
 
     async def agc(self) -> int:
         """Async twin of :meth:`gc`."""

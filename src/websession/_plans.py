@@ -1,7 +1,7 @@
 """Plans: I/O-free logic written once, and the one pair of drivers that runs it.
 
-A *plan* is a generator that yields *steps* (requests for one I/O operation: a tuple of
-the arguments its executor takes), is sent each step's answer, and returns its result::
+A *plan* is a generator that yields *steps* (requests for one I/O operation, in whatever
+shape its executor understands), is sent each step's answer, and returns its result::
 
     def read_then_write(key):
         value = yield "GET", key
@@ -25,28 +25,28 @@ __all__ = ["Plan", "adrive", "drive"]
 
 T = TypeVar("T")
 
-#: A plan yielding steps (tuples of executor arguments) and returning ``T``.
+#: A plan yielding steps of any shape and returning ``T``.
 Plan = Generator[Any, Any, T]
 
-def drive(plan: Plan[T], execute: Callable[..., Any]) -> T:
-    """Run ``plan``, calling ``execute(*step)`` for each step; return the plan's result."""
+def drive(plan: Plan[T], execute: Callable[[Any], Any]) -> T:
+    """Run ``plan``, each of its steps through ``execute``; return the plan's result."""
     send = plan.send
     try:
         step = next(plan)
         while True:
-            step = send(execute(*step))
+            step = send(execute(step))
     except StopIteration as done:
         result: T = done.value
         return result
 
 
-async def adrive(plan: Plan[T], execute: Callable[..., Awaitable[Any]]) -> T:
+async def adrive(plan: Plan[T], execute: Callable[[Any], Awaitable[Any]]) -> T:
     """Async twin of :func:`drive`: the same loop, awaiting each step."""
     send = plan.send
     try:
         step = next(plan)
         while True:
-            step = send(await execute(*step))
+            step = send(await execute(step))
     except StopIteration as done:
         result: T = done.value
         return result
