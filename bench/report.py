@@ -469,7 +469,7 @@ def keys_summary(report: Report) -> list[str]:
                     continue
                 kept = [k for r in group for k in r["kept"]]
                 span = f"{min(kept)}" if min(kept) == max(kept) else f"{min(kept)}{DASH}{max(kept)}"
-                stores = ", ".join(r["store"] for r in group)
+                stores = ", ".join(dict.fromkeys(r["store"] for r in group))  # WSGI and ASGI
                 name = f"**{library}**" if group[0]["ours"] else library
                 lines.append(f"| {name} ({label}) | {span} | {stores} |")
     return lines
