@@ -29,12 +29,18 @@ unit: $(STAMP) services
 
 test: lint typecheck unit
 
-# Peers side by side in one process each; prints requests/s and ratios. Several minutes.
+# Peers side by side in one process each; prints requests/s and ratios, and writes JSON
+# results under bench/results/ that bench.report turns into docs/benchmarks.md, its charts
+# and README's table. Several minutes; `make bench BENCH_FLAGS=--quick` for a rough run.
+BENCH_FLAGS ?=
 bench: $(STAMP) services
-	$(PY) -m bench
-	$(PY) -m bench.storage_bench
-	$(PY) -m bench.redis_bench
-	$(PY) -m bench.sql_bench
+	rm -rf bench/results
+	$(PY) -m bench.keys_bench $(BENCH_FLAGS)
+	$(PY) -m bench $(BENCH_FLAGS)
+	$(PY) -m bench.storage_bench $(BENCH_FLAGS)
+	$(PY) -m bench.redis_bench $(BENCH_FLAGS)
+	$(PY) -m bench.sql_bench $(BENCH_FLAGS)
+	$(PY) -m bench.report
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

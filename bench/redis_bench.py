@@ -42,6 +42,7 @@ from websession.providers.redis import _READ, _UPDATE, _value
 
 from . import asgi, wsgi
 from .client import CookieJar, RoundTripError, check_counter
+from .results import Collector, add_argument
 from .runner import Result, Settings, Timer, measure, package_version, parse_counts
 
 __all__ = ["main"]
@@ -300,6 +301,33 @@ def _read_only_suite(url: str, tag: str, settings: Settings, runner: asyncio.Run
 
 # -- reporting ----------------------------------------------------------------------------
 
+#: What ``main`` writes for ``bench.report``; the reporting functions add to it.
+_collector = Collector("redis", "python -m bench.redis_bench", {})
+
+#: Store round trips per request of the series whose code the bench knows (its own loops
+#: and websession's documented ones); the peers' are left out unless their labels say.
+_ROUND_TRIPS = {
+    "websession (WSGI, RedisProvider)": 2,
+    "raw redis-py (GET, SET EX)": 2,
+    "redis-py sending websession's commands": 2,
+    "websession (ASGI, redis.asyncio)": 2,
+    "raw redis.asyncio (GET, SET EX)": 2,
+    "redis.asyncio sending websession's commands": 2,
+    "websession (Starlette)": 2,
+    "websession (WSGI): 1 round trip": 1,
+    "raw redis-py (GET)": 1,
+    "Beaker (ext:redis): 2 round trips": 2,
+    "websession (Starlette): 1 round trip": 1,
+    "starsessions (Starlette): 2 round trips": 2,
+}
+_SCENARIO_IDS = {
+    "Read-modify-write, WSGI, sync redis-py": "redis-wsgi",
+    "Read-modify-write, ASGI, redis.asyncio": "redis-asgi",
+    "Read-modify-write, ASGI, in a bare Starlette app": "redis-starlette",
+    "Read-only requests, WSGI": "redis-read-only-wsgi",
+    "Read-only requests, ASGI in a bare Starlette app": "redis-read-only-asgi",
+}
+
 
 def _ratio(ours: Result, other: Result) -> float:
     # Rounds of both ran back to back: a noisy moment slows both and mostly cancels out.
@@ -321,6 +349,10 @@ def _report(suite: str, ours: Result,
             verdict = f"(goal >= {goal:g}x){'' if ok else '  BELOW GOAL'}"
         print(f"  {other.name:<40} {other.median:>7,.0f} req/s median {other.best:>7,.0f} best"
               f"   websession/it {ratio:.2f}x {verdict}")
+    _collector.throughput(_SCENARIO_IDS.get(suite, suite), f"Redis: {suite}", ours, others,
+                          round_trips=_ROUND_TRIPS,
+                          notes="the Redis server on 127.0.0.1; rows without a goal explain "
+                                "the figures")
     return met
 
 
@@ -476,6 +508,16 @@ def _concurrency_suite(url: str, tag: str, manager: websession.Manager, settings
     ratio = statistics.median(o / r for (o, _), (r, _) in zip(rows["websession"], rows["raw"],
                                                                 strict=True))
     print(f"  websession/raw {ratio:.2f}x")
+    _collector.latency(
+        "redis-concurrency",
+        f"Redis: {CONCURRENCY} concurrent ASGI clients on one event loop",
+        [{"name": label, "ours": name == "websession",
+          "rates": [rate for rate, _ in rows[name]],
+          "p50_ms": _percentile([lat for _, lats in rows[name] for lat in lats], 0.5) * 1000,
+          "p99_ms": _percentile([lat for _, lats in rows[name] for lat in lats], 0.99) * 1000}
+         for name, label in (("websession", "websession (ASGI, redis.asyncio)"),
+                             ("raw", "raw redis.asyncio (GET, SET EX)"))],
+        notes=f"{per_client} read-modify-write requests per client, per round")
 
 
 def _cleanup(url: str, tag: str, beaker_before: set[bytes]) -> None:
@@ -502,6 +544,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, help="requests per round")
     parser.add_argument("--check", action="store_true",
                         help="exit with status 1 if a goal is missed")
+    add_argument(parser)
     return parse_counts(parser, argv)
 
 
@@ -526,6 +569,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{settings.rounds} rounds x {settings.requests:,} requests per peer, peers "
           "alternating; each ratio is the median of per-round ratios\n")
     tag = f"{os.getpid()}"
+    _collector.settings = {"rounds": settings.rounds, "requests": settings.requests,
+                           "quick": args.quick, "concurrency": CONCURRENCY}
+    _collector.extra["redis_server"] = server
     met = True
     try:
         met &= _wsgi_suite(args.redis, tag, settings)
@@ -540,6 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _read_only_suite(args.redis, tag, settings, runner)
     finally:
         _cleanup(args.redis, tag, beaker_before)
+    _collector.write(args.results)
     return 1 if args.check and not met else 0
 
 

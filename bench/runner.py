@@ -16,6 +16,7 @@ from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 from . import asgi, wsgi
+from .results import Collector, add_argument
 
 __all__ = ["Result", "main", "measure", "package_version", "parse_counts", "profile_run"]
 
@@ -67,7 +68,14 @@ def measure(peers: Sequence[tuple[str, Timer]], settings: Settings) -> list[Resu
     return [results[name] for name, _ in peers]
 
 
-def _report(suite: str, ours: Result, peer: Result) -> bool:
+#: The scenario each suite records for ``bench.report``: (id, title).
+_SCENARIOS = {
+    "wsgi": ("memory-wsgi", "WSGI read-modify-write, memory stores"),
+    "asgi": ("memory-asgi", "ASGI read-modify-write, memory stores"),
+}
+
+
+def _report(suite: str, ours: Result, peer: Result, collector: Collector | None = None) -> bool:
     # The verdict is the median of per-round ratios: both peers of a round ran back to
     # back, so a noisy moment on a shared machine slows both and mostly cancels out.
     paired = statistics.median(o / p for o, p in zip(ours.rates, peer.rates, strict=True))
@@ -84,6 +92,11 @@ def _report(suite: str, ours: Result, peer: Result) -> bool:
         f"{'':<5} ratio {paired:.2f}x (median of {len(ours.rates)} paired rounds; goal >= "
         f"{GOAL:g}x){'' if met else '  BELOW GOAL'}"
     )
+    if collector is not None:
+        scenario_id, title = _SCENARIOS[suite]
+        collector.throughput(scenario_id, title, ours, [(peer, GOAL)],
+                             notes="in-process requests, no network; both sides use "
+                                   "their memory backend")
     return met
 
 
@@ -106,11 +119,11 @@ def profile_run(run: Callable[[], object], title: str, limit: int = 25) -> None:
     print(out.getvalue().strip())
 
 
-def _wsgi_suite(settings: Settings, *, profile: bool) -> bool:
+def _wsgi_suite(settings: Settings, *, profile: bool, collector: Collector) -> bool:
     peers = [wsgi.websession_peer(), wsgi.beaker_peer()]
     try:
         ours, peer = measure([(p.name, partial(wsgi.run_wsgi, p)) for p in peers], settings)
-        met = _report("wsgi", ours, peer)
+        met = _report("wsgi", ours, peer, collector)
         if profile:
             profile_run(
                 partial(wsgi.run_wsgi, peers[0], settings.requests),
@@ -122,7 +135,7 @@ def _wsgi_suite(settings: Settings, *, profile: bool) -> bool:
     return met
 
 
-def _asgi_suite(settings: Settings, *, profile: bool) -> bool:
+def _asgi_suite(settings: Settings, *, profile: bool, collector: Collector) -> bool:
     # One event loop for every ASGI round; each round is one coroutine on it.
     with asyncio.Runner() as runner:
 
@@ -131,7 +144,7 @@ def _asgi_suite(settings: Settings, *, profile: bool) -> bool:
         peers = [asgi.websession_peer(), asgi.starsessions_peer()]
         try:
             ours, peer = measure([(p.name, timer(p)) for p in peers], settings)
-            met = _report("asgi", ours, peer)
+            met = _report("asgi", ours, peer, collector)
             if profile:
                 profile_run(
                     partial(timer(peers[0]), settings.requests),
@@ -177,6 +190,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="afterwards, profile websession's loops with cProfile",
     )
     parser.add_argument("--only", choices=("wsgi", "asgi"), help="run one suite only")
+    add_argument(parser)
     return parse_counts(parser, argv)
 
 
@@ -199,9 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"alternating; the verdict is the median of per-round ratios"
     )
     suites = ("wsgi", "asgi") if args.only is None else (args.only,)
+    collector = Collector("memory", "python -m bench", {
+        "rounds": settings.rounds, "requests": settings.requests, "quick": args.quick})
     all_met = True
     if "wsgi" in suites:
-        all_met &= _wsgi_suite(settings, profile=args.profile)
+        all_met &= _wsgi_suite(settings, profile=args.profile, collector=collector)
     if "asgi" in suites:
-        all_met &= _asgi_suite(settings, profile=args.profile)
+        all_met &= _asgi_suite(settings, profile=args.profile, collector=collector)
+    collector.write(args.results)
     return 1 if args.check and not all_met else 0

@@ -36,6 +36,7 @@ import websession
 from websession.providers._sql import SQLProvider
 
 from . import wsgi
+from .results import Collector, add_argument
 from .runner import Result, Settings, measure, package_version, parse_counts
 
 __all__ = ["main"]
@@ -285,6 +286,10 @@ def _rmw(db: Database, sizes: Sizes) -> bool:
     return _report(db.name, ws, raw, same)
 
 
+#: What ``main`` writes for ``bench.report``; the reporting functions add to it.
+_collector = Collector("sql", "python -m bench.sql_bench", {})
+
+
 def _paired(ours: Result, other: Result) -> list[float]:
     return [o / r for o, r in zip(ours.rates, other.rates, strict=True)]
 
@@ -298,6 +303,15 @@ def _report(name: str, ours: Result, raw: Result, same: Result) -> bool:
     print(f"{'':<10}      ratio {paired:.3f}x (median of {len(ratios)} paired rounds, range "
           f"{min(ratios):.3f}-{max(ratios):.3f}; goal >= {GOAL:g}x)"
           f"{'' if met else '  BELOW GOAL'}")
+    server = "MariaDB/MySQL" if name == "mysql" else "PostgreSQL"
+    raw.name = "raw driver: SELECT + blind upsert"
+    same.name = "raw driver: websession's SQL (conditional UPDATE)"
+    _collector.throughput(
+        f"{name}-rmw", f"{server} read-modify-write, WSGI", ours,
+        [(raw, GOAL), (same, None)],
+        round_trips={ours.name: 2, raw.name: 2, same.name: 2},
+        notes="the server on 127.0.0.1; the raw loops do the same work by hand on one "
+              "connection")
     print(f"{'':<10}      for information: the raw driver running websession's own SQL "
           f"(conditional UPDATE): {same.median:,.0f} req/s,")
     print(f"{'':<10}      {statistics.median(_paired(same, raw)):.3f}x of the raw upsert loop; "
@@ -346,6 +360,7 @@ def _gc(db: Database, sizes: Sizes) -> bool:
               f"({removed / elapsed:,.0f} rows/s, {-(-removed // batch)} batches of "
               f"{batch:,}); {count:,} live left, {'untouched' if intact else 'CHANGED'}"
               f" (bulk load {loaded:.2f} s){'' if ok else '  FAILED'}")
+        _collector.gc(db.name, removed, count, elapsed)
         return ok
     finally:
         provider.close()
@@ -370,6 +385,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--postgres-dsn", default=POSTGRES_DSN)
     parser.add_argument("--check", action="store_true",
                         help=f"exit with status 1 if a ratio is below {GOAL:g}x or GC fails")
+    add_argument(parser)
     return parse_counts(parser, argv)
 
 
@@ -385,14 +401,20 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{platform.python_version()}; {sizes.rounds} rounds x {sizes.requests:,} requests "
           "per side, alternating; the verdict is the median of per-round ratios")
     all_met = True
+    _collector.settings = {"rounds": sizes.rounds, "requests": sizes.requests,
+                           "gc_expired": sizes.gc_expired, "gc_live": sizes.gc_live,
+                           "quick": args.quick}
     for db in databases:
         if not db.reachable():
             print(f"{db.name:<10} skipped: nothing listens on {db.host}:{db.port}")
+            _collector.extra[f"{db.name}_skipped"] = f"nothing listens on {db.host}:{db.port}"
             continue
         print(f"{db.name:<10} driver {db.driver_version()}")
+        _collector.extra[f"{db.name}_driver"] = db.driver_version()
         all_met &= _rmw(db, sizes)
         if not args.skip_gc:
             all_met &= _gc(db, sizes)
+    _collector.write(args.results)
     return 1 if args.check and not all_met else 0
 
 

@@ -14,8 +14,8 @@ per-round ratios:
 * cookie: websession's cookie provider, which encrypts (AES-256-GCM), against Starlette's
   signed cookie session over ASGI and Beaker's cookie session over WSGI (goal >= 1x);
 * sqlite: websession's SQLite provider, requests per second (no peer);
-* gc: one GC pass over 100,000 expired sessions next to 1,000 live ones, for the file and
-  SQLite providers; it must remove exactly the expired ones.
+* gc: one GC pass over 1,000, 10,000 and 100,000 expired sessions next to 1,000 live ones,
+  for the memory, file and SQLite providers; it must remove exactly the expired ones.
 
 Every loop checks that its counter reached the number of requests, so a broken cookie
 round trip cannot pass for a fast one.
@@ -42,6 +42,7 @@ from pathlib import Path
 import websession
 
 from . import asgi, wsgi
+from .results import Collector, add_argument
 from .runner import Result, Settings, Timer, measure, package_version, profile_run
 
 __all__ = ["GCResult", "main", "run_gc"]
@@ -65,7 +66,7 @@ class Sizes:
     file_requests: int
     cookie_requests: int
     sqlite_requests: int
-    gc_expired: int
+    gc_expired: tuple[int, ...]
     gc_live: int
 
     def settings(self, requests: int) -> Settings:
@@ -77,7 +78,7 @@ FULL = Sizes(
     file_requests=1_500,
     cookie_requests=5_000,
     sqlite_requests=5_000,
-    gc_expired=100_000,
+    gc_expired=(1_000, 10_000, 100_000),
     gc_live=1_000,
 )
 QUICK = Sizes(
@@ -85,7 +86,7 @@ QUICK = Sizes(
     file_requests=300,
     cookie_requests=1_000,
     sqlite_requests=1_000,
-    gc_expired=10_000,
+    gc_expired=(1_000, 10_000),
     gc_live=1_000,
 )
 
@@ -162,7 +163,9 @@ def starlette_cookie_peer() -> asgi.ASGIPeer:
 
 
 def _report(suite: str, ours: Result, peer: Result, goal: float | None) -> bool:
-    """Print one comparison; return whether it met ``goal`` (always, without a goal)."""
+    """Print one comparison; return whether it met ``goal`` (always, without a goal).
+
+    The caller records the scenario (several comparisons may share one)."""
     # As in bench.runner: the median of per-round ratios, because both peers of a round
     # ran back to back, so a noisy moment on a shared machine mostly cancels out.
     paired = statistics.median(o / p for o, p in zip(ours.rates, peer.rates, strict=True))
@@ -223,7 +226,7 @@ def _wsgi_measure(
     return measure(timers, settings)
 
 
-def file_suite(directory: Path, sizes: Sizes, *, profile: bool) -> bool:
+def file_suite(directory: Path, sizes: Sizes, *, profile: bool, collector: Collector) -> bool:
     settings = sizes.settings(sizes.file_requests)
     peers = [
         websession_file_peer(directory / "websession", fsync=False),
@@ -238,10 +241,19 @@ def file_suite(directory: Path, sizes: Sizes, *, profile: bool) -> bool:
     try:
         ours, beaker = _wsgi_measure(peers[:2], settings, sync=True)
         met = _report("file", ours, beaker, FILE_GOAL)
+        filesystem = _filesystem(str(directory))
+        collector.throughput(
+            "file", f"File store, WSGI ({filesystem})", ours, [(beaker, FILE_GOAL)],
+            notes="websession with fsync off, as Beaker never fsyncs; os.sync() before "
+                  "each round, untimed")
         # Separately: its fsyncs force journal commits that would slow the peers' rounds.
         fsync_settings = dataclasses.replace(settings, rounds=min(5, settings.rounds))
         fsynced, beaker = _wsgi_measure(peers[1:][::-1], fsync_settings, sync=True)
         _report("file fsync", fsynced, beaker, None)
+        collector.throughput(
+            "file-fsync", f"File store with fsync on (websession's default), WSGI "
+            f"({filesystem})", fsynced, [(beaker, None)],
+            notes="for information: Beaker never fsyncs, so this is not like for like")
         if profile:
             profile_run(
                 partial(wsgi.run_wsgi, peers[0], settings.requests),
@@ -253,7 +265,7 @@ def file_suite(directory: Path, sizes: Sizes, *, profile: bool) -> bool:
     return met
 
 
-def cookie_wsgi_suite(sizes: Sizes, *, profile: bool) -> bool:
+def cookie_wsgi_suite(sizes: Sizes, *, profile: bool, collector: Collector) -> bool:
     settings = sizes.settings(sizes.cookie_requests)
     beakers, setup = beaker_cookie_peers()
     peers = [_websession_wsgi("websession", _cookie_manager()), *beakers]
@@ -267,6 +279,10 @@ def cookie_wsgi_suite(sizes: Sizes, *, profile: bool) -> bool:
         met = _report("cookie wsgi", ours, others[0], COOKIE_GOAL)
         for other in others[1:]:
             _report("cookie wsgi", ours, other, None)
+        collector.throughput(
+            "cookie-wsgi", "Cookie sessions, WSGI", ours,
+            [(others[0], COOKIE_GOAL), *((other, None) for other in others[1:])],
+            notes=f"websession: AES-256-GCM sealed; beaker: {setup}")
         if profile:
             profile_run(
                 partial(wsgi.run_wsgi, peers[0], settings.requests),
@@ -278,7 +294,7 @@ def cookie_wsgi_suite(sizes: Sizes, *, profile: bool) -> bool:
     return met
 
 
-def cookie_asgi_suite(sizes: Sizes, *, profile: bool) -> bool:
+def cookie_asgi_suite(sizes: Sizes, *, profile: bool, collector: Collector) -> bool:
     settings = sizes.settings(sizes.cookie_requests)
     print(
         f"\ncookie (ASGI): {settings.rounds} rounds x {settings.requests:,} requests; "
@@ -300,6 +316,10 @@ def cookie_asgi_suite(sizes: Sizes, *, profile: bool) -> bool:
         try:
             ours, peer = measure([(p.name, timer(p)) for p in peers], settings)
             met = _report("cookie asgi", ours, peer, COOKIE_GOAL)
+            collector.throughput(
+                "cookie-asgi", "Cookie sessions, ASGI", ours, [(peer, COOKIE_GOAL)],
+                notes="websession: AES-256-GCM sealed; Starlette: signed (itsdangerous), "
+                      "not encrypted")
             if profile:
                 profile_run(
                     partial(timer(peers[0]), settings.requests),
@@ -311,7 +331,8 @@ def cookie_asgi_suite(sizes: Sizes, *, profile: bool) -> bool:
     return met
 
 
-def sqlite_suite(directory: Path, sizes: Sizes, *, profile: bool) -> None:
+def sqlite_suite(directory: Path, sizes: Sizes, *, profile: bool,
+                 collector: Collector) -> None:
     settings = sizes.settings(sizes.sqlite_requests)
     directory.mkdir()
     manager = websession.Manager("sqlite", {"ProviderConfig": str(directory / "s.db")})
@@ -326,6 +347,8 @@ def sqlite_suite(directory: Path, sizes: Sizes, *, profile: bool) -> None:
             f"{'sqlite':<11} websession {result.median:>9,.0f} req/s (median of "
             f"{len(result.rates)} rounds; best {result.best:,.0f} req/s; no peer, no goal)"
         )
+        collector.alone("sqlite", "SQLite store, WSGI", result,
+                        notes="WAL, synchronous=NORMAL; no peer ships an SQLite store")
         if profile:
             profile_run(
                 partial(wsgi.run_wsgi, peer, settings.requests),
@@ -404,30 +427,40 @@ def run_gc(store: str, manager: websession.Manager, *, expired: int, live: int) 
     return GCResult(store, expired, live, create_seconds, gc_seconds)
 
 
-def gc_suite(directory: Path, sizes: Sizes) -> None:
+def gc_suite(directory: Path, sizes: Sizes, collector: Collector) -> None:
+    counts = ", ".join(f"{n:,}" for n in sizes.gc_expired)
     print(
-        f"\ngc: one manager.gc() pass over {sizes.gc_expired:,} expired sessions next to "
+        f"\ngc: one manager.gc() pass over {counts} expired sessions next to "
         f"{sizes.gc_live:,} live ones (expired ones written with provider.create; os.sync() "
-        "before the pass)"
+        "before the pass); a fresh store for each count"
     )
-    managers: dict[str, Callable[[], websession.Manager]] = {
-        "file": lambda: websession.Manager(
-            "file", {"ProviderConfig": {"path": str(directory / "file"), "fsync": False}}
-        ),
-        "sqlite": lambda: websession.Manager(
-            "sqlite", {"ProviderConfig": str(directory / "gc.db")}
-        ),
-    }
+
+    def managers(where: Path) -> dict[str, Callable[[], websession.Manager]]:
+        return {
+            "memory": lambda: websession.Manager("memory"),
+            "file": lambda: websession.Manager(
+                "file", {"ProviderConfig": {"path": str(where / "file"), "fsync": False}}
+            ),
+            "sqlite": lambda: websession.Manager(
+                "sqlite", {"ProviderConfig": str(where / "gc.db")}
+            ),
+        }
+
     directory.mkdir()
-    for store, make in managers.items():
-        with make() as manager:
-            result = run_gc(store, manager, expired=sizes.gc_expired, live=sizes.gc_live)
-        print(
-            f"{'gc ' + store:<11} removed {result.expired:,} expired in "
-            f"{result.gc_seconds:.2f} s ({result.expired / result.gc_seconds:,.0f}/s); "
-            f"{result.live:,} live all still readable; creating the expired took "
-            f"{result.create_seconds:.1f} s ({result.expired / result.create_seconds:,.0f}/s)"
-        )
+    for expired in sizes.gc_expired:
+        where = directory / str(expired)
+        where.mkdir()
+        for store, make in managers(where).items():
+            with make() as manager:
+                result = run_gc(store, manager, expired=expired, live=sizes.gc_live)
+            print(
+                f"{'gc ' + store:<11} removed {result.expired:,} expired in "
+                f"{result.gc_seconds:.3f} s ({result.expired / result.gc_seconds:,.0f}/s); "
+                f"{result.live:,} live all still readable; creating the expired took "
+                f"{result.create_seconds:.1f} s "
+                f"({result.expired / result.create_seconds:,.0f}/s)"
+            )
+            collector.gc(store, result.expired, result.live, result.gc_seconds)
 
 
 # -- command line ---------------------------------------------------------------------
@@ -444,7 +477,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"a short run ({QUICK.rounds} rounds, {QUICK.gc_expired:,} sessions for GC)",
+        help=f"a short run ({QUICK.rounds} rounds, at most {max(QUICK.gc_expired):,} "
+        "sessions for GC)",
     )
     parser.add_argument("--rounds", type=int, help="timed rounds per peer")
     parser.add_argument(
@@ -461,6 +495,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="afterwards, profile websession's loops"
     )
+    add_argument(parser)
     args = parser.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -482,19 +517,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("peers alternate within each round; a ratio is the median of per-round ratios")
     started = time.perf_counter()
     all_met = True
+    collector = Collector("storage", "python -m bench.storage_bench", {
+        "rounds": sizes.rounds, "file_requests": sizes.file_requests,
+        "cookie_requests": sizes.cookie_requests, "sqlite_requests": sizes.sqlite_requests,
+        "gc_expired": list(sizes.gc_expired), "gc_live": sizes.gc_live, "quick": args.quick})
     with tempfile.TemporaryDirectory(prefix="websession-bench-", dir=args.dir) as scratch:
         root = Path(scratch)
         print(f"scratch directory {root} ({_filesystem(scratch)})")
+        collector.extra["filesystem"] = _filesystem(scratch)
         if "file" in suites:
-            all_met &= file_suite(root / "file", sizes, profile=args.profile)
+            all_met &= file_suite(root / "file", sizes, profile=args.profile,
+                                  collector=collector)
         if "cookie" in suites:
-            all_met &= cookie_asgi_suite(sizes, profile=args.profile)
-            all_met &= cookie_wsgi_suite(sizes, profile=args.profile)
+            all_met &= cookie_asgi_suite(sizes, profile=args.profile, collector=collector)
+            all_met &= cookie_wsgi_suite(sizes, profile=args.profile, collector=collector)
         if "sqlite" in suites:
-            sqlite_suite(root / "sqlite", sizes, profile=args.profile)
+            sqlite_suite(root / "sqlite", sizes, profile=args.profile, collector=collector)
         if "gc" in suites:
-            gc_suite(root / "gc", sizes)
+            gc_suite(root / "gc", sizes, collector)
     print(f"\ndone in {time.perf_counter() - started:.0f} s")
+    collector.write(args.results)
     return 1 if args.check and not all_met else 0
 
 

@@ -1,4 +1,4 @@
-"""The login demo (``python -m demo``), driven over real HTTP.
+"""The login demo (``python -m demo``) and its session page, driven over real HTTP.
 
 Each test starts the demo's threaded wsgiref server on an ephemeral port in a thread and
 talks to it with :mod:`http.client`, keeping the session cookie by hand like a browser.
@@ -6,7 +6,10 @@ talks to it with :mod:`http.client`, keeping the session cookie by hand like a b
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
+import json
 import os
 import re
 import signal
@@ -14,16 +17,19 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from demo.app import (
     DEFAULT_CONFIG,
     MAX_BODY_BYTES,
+    SHOWN_ID_CHARS,
     build_manager,
     make_app,
     make_server,
@@ -541,3 +547,204 @@ def test_python_m_demo_serves_and_stops_on_ctrl_c() -> None:
     assert "stopping" in out
     assert "Traceback" not in err
     assert '"GET / HTTP/1.1" 200' in err  # the request log
+
+
+# -- the session page ----------------------------------------------------------------------
+
+
+def short_id(sid: str) -> str:
+    return sid[:SHOWN_ID_CHARS] + "\N{HORIZONTAL ELLIPSIS}"
+
+
+def state(client: Client) -> dict[str, Any]:
+    response = client.get("/session/state")
+    assert response.status == 200
+    assert response.one("Content-Type") == "application/json"
+    assert response.one("Cache-Control") == "no-store"
+    data: dict[str, Any] = json.loads(response.body)
+    return data
+
+
+def test_session_page_shows_the_session_but_never_its_whole_id(live: Live) -> None:
+    client = Client(live.port)
+    client.login("ann")
+    sid = client.sid
+    assert sid is not None
+    before = time.time()
+    page = client.get("/session")
+    assert page.status == 200
+    assert page.one("Cache-Control") == "no-store"
+    assert page.all("Set-Cookie") == []  # looking changes nothing
+    assert sid not in page.body
+    assert f'<code id="sid">{short_id(sid)}</code>' in page.body
+    assert '<dd id="stored">yes</dd>' in page.body
+    assert "websession.providers.memory.MemoryProvider" in page.body
+    assert "<code>username</code></td><td><code>&quot;ann&quot;</code>" in page.body
+    session = live.manager.get_session_store(sid)
+    deadline = re.search(r'id="idle-live" data-until="([0-9.]+)"', page.body)
+    assert deadline is not None
+    assert float(deadline.group(1)) == pytest.approx(session.expires_at, abs=1)
+    assert float(deadline.group(1)) > before + 3500  # the seed's one-hour idle timeout
+    absolute = re.search(r'id="absolute-live" data-until="([0-9.]+)"', page.body)
+    assert absolute is not None
+    assert float(absolute.group(1)) == pytest.approx(session.created_at + 86400, abs=1)
+    assert f'<span id="version">{session.version}</span>' in page.body
+    # The page's own script and style run under its CSP, and nothing else does.
+    csp = page.one("Content-Security-Policy")
+    assert "unsafe-inline" not in csp
+    for tag in ("script", "style"):
+        match = re.search(f"<{tag}>(.*?)</{tag}>", page.body, re.S)
+        assert match is not None
+        digest = base64.b64encode(hashlib.sha256(match.group(1).encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in csp
+
+
+def test_session_page_for_a_visitor_stores_nothing(live: Live) -> None:
+    client = Client(live.port)
+    page = client.get("/session")
+    assert page.status == 200
+    assert page.all("Set-Cookie") == []
+    assert '<dd id="stored">no: nothing has been set in it yet</dd>' in page.body
+    assert "The session holds no data." in page.body
+    assert "Log out" not in page.body
+    assert state(client)["stored"] is False
+    assert live.manager.get_active_session() == 0
+
+
+def test_session_page_escapes_keys_and_values(live: Live) -> None:
+    client = Client(live.port)
+    client.login("ann")
+    store = live.manager.get_session_store(client.sid or "")
+    store["<b>key</b>"] = "<script>alert(1)</script>"
+    store.session_release()
+    page = client.get("/session")
+    assert "<script>alert(1)" not in page.body
+    assert "<b>key" not in page.body
+    assert "&lt;b&gt;key&lt;/b&gt;" in page.body
+    assert "&quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;" in page.body
+    # The JSON the page's script renders with textContent carries the text as it is.
+    assert ["<b>key</b>", '"<script>alert(1)</script>"'] in state(client)["data"]
+
+
+def burst(client: Client, requests: int) -> None:
+    """What the page's button does: start, then ``requests`` concurrent POSTs."""
+    assert client.request("POST", "/session/burst/start", {"requests": str(requests)}).status \
+        == 200
+    barrier = threading.Barrier(requests)
+    statuses: list[int] = []
+
+    def one(i: int) -> None:
+        barrier.wait(TIMEOUT)
+        statuses.append(client.request("POST", "/session/burst", {"key": str(i)}).status)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert statuses == [200] * requests
+
+
+def test_concurrent_requests_keep_every_key(live: Live) -> None:
+    client = Client(live.port)
+    client.login("ann")
+    burst(client, 30)
+    data = dict(state(client)["data"])
+    assert [k for k in data if k.startswith("burst-")] == [f"burst-{i:02d}" for i in range(30)]
+    assert data["username"] == '"ann"'
+    # Starting again clears the previous burst's keys.
+    burst(client, 5)
+    data = dict(state(client)["data"])
+    assert [k for k in data if k.startswith("burst-")] == [f"burst-{i:02d}" for i in range(5)]
+
+
+def test_a_visitors_burst_shares_one_session(live: Live) -> None:
+    client = Client(live.port)
+    burst(client, 10)
+    assert live.manager.get_active_session() == 1
+    assert len([k for k, _ in state(client)["data"] if k.startswith("burst-")]) == 10
+
+
+@pytest.mark.parametrize(("path", "form"), [
+    ("/session/burst/start", {"requests": "0"}),
+    ("/session/burst/start", {"requests": "101"}),
+    ("/session/burst/start", {"requests": "-1"}),
+    ("/session/burst/start", {}),
+    ("/session/burst", {"key": "100"}),
+    ("/session/burst", {"key": "x"}),
+    ("/session/burst", {}),
+])
+def test_burst_rejects_bad_input(live: Live, path: str, form: dict[str, str]) -> None:
+    client = Client(live.port)
+    response = client.request("POST", path, form)
+    assert response.status == 400
+    assert live.manager.get_active_session() == 0
+
+
+def test_regenerate_moves_the_session_to_a_new_id(live: Live) -> None:
+    client = Client(live.port)
+    client.login("ann")
+    old = client.sid
+    assert old is not None
+    response = client.request("POST", "/session/regenerate", {})
+    assert response.status == 303
+    assert response.one("Location") == "/session"
+    new = client.sid
+    assert new is not None
+    assert new != old
+    page = client.get("/session")
+    assert f'<code id="sid">{short_id(new)}</code>' in page.body
+    assert logged_in_as(client.get()) == "ann"
+    stale = Client(live.port)
+    stale.sid = old
+    assert_login_form(stale.get())
+    assert live.manager.get_active_session() == 1
+
+
+def test_regenerate_without_a_session_stores_nothing(live: Live) -> None:
+    client = Client(live.port)
+    response = client.request("POST", "/session/regenerate", {})
+    assert response.status == 303
+    assert response.all("Set-Cookie") == []
+    assert live.manager.get_active_session() == 0
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://evil.example"},
+    {"Origin": "null"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},
+])
+@pytest.mark.parametrize(("path", "form"), [
+    ("/login", {"username": "mallory"}),
+    ("/logout", {}),
+    ("/session/regenerate", {}),
+    ("/session/burst/start", {"requests": "3"}),
+    ("/session/burst", {"key": "1"}),
+])
+def test_cross_site_posts_are_refused(
+    live: Live, headers: dict[str, str], path: str, form: dict[str, str]
+) -> None:
+    client = Client(live.port)
+    client.login("ann")
+    sid = client.sid
+    assert sid is not None
+    version = live.manager.get_session_store(sid).version
+    response = client.request("POST", path, form, headers=headers)
+    assert response.status == 403
+    assert response.all("Set-Cookie") == []
+    assert client.sid == sid
+    after = live.manager.get_session_store(sid)
+    assert after.get("username") == "ann"
+    assert after.version == version
+
+
+def test_same_origin_posts_from_a_browser_are_accepted(live: Live) -> None:
+    client = Client(live.port)
+    origin = f"http://127.0.0.1:{live.port}"
+    response = client.request("POST", "/login", {"username": "ann"},
+                              headers={"Origin": origin, "Sec-Fetch-Site": "same-origin"})
+    assert response.status == 303
+    response = client.request("POST", "/session/regenerate", {}, headers={"Origin": origin})
+    assert response.status == 303
+    assert logged_in_as(client.get()) == "ann"
