@@ -46,6 +46,7 @@ MAX_SAVE_ATTEMPTS = 200
 REFRESH_FRACTION = 0.1
 # A record's payload: the creation time as a big-endian double, then the codec's bytes.
 _CREATED = struct.Struct(">d")
+_isfinite = math.isfinite
 
 T = TypeVar("T")
 
@@ -65,6 +66,9 @@ class Engine(ABC):
         self.idle = float(config.idle_timeout)
         self.absolute = float(config.absolute_lifetime)
         self.refresh_step = self.idle * REFRESH_FRACTION
+        #: A persistent cookie's Max-Age slides with the server's deadline: every save or
+        #: refresh sends it again.
+        self.slides_cookie = bool(config.cookie_life_time)
         #: Whether a client-supplied ID has the shape this engine issues (chosen once:
         #: this runs on every request that sends a cookie).
         self.valid_client_id: Callable[[str], object] = self.ids.matches
@@ -77,8 +81,8 @@ class Engine(ABC):
         if sid is not None and self.valid_client_id(sid):
             state = SessionState(sid, True)
         else:  # a malformed cookie must be dropped; no cookie, nothing to drop
-            state = SessionState(self.ids.new(), False, expire_cookie=sid is not None)
-        return SessionStore(self, state, secure=secure, async_mode=async_mode)
+            state = SessionState(self.ids.new(), False, sid is not None)
+        return SessionStore(self, state, secure, async_mode)
 
     # -- records ----------------------------------------------------------------------
 
@@ -98,7 +102,7 @@ class Engine(ABC):
             data = self.codec.decode(payload[8:])
         except (DecodeError, struct.error, TypeError):
             return None  # damaged or foreign: an empty session, never an error page
-        if not math.isfinite(created) or created + self.absolute <= now:
+        if not _isfinite(created) or created + self.absolute <= now:
             return None
         return created, data
 
@@ -262,18 +266,18 @@ class StoreEngine(Engine):
         )
 
     def _call(self, step: tuple[Any, ...]) -> Any:
-        # The executor of every plan (a step is the sync primitive and its arguments), and
+        # The executor of every plan (a step: the sync primitive, its arguments), and
         # the one place a provider's driver errors become StoreUnavailableError (with its
         # async twin below).
         try:
-            return step[0](*step[1:])
+            return step[0](*step[1])
         except self._errors as exc:
             raise self._unavailable(exc) from exc
 
     async def _acall(self, step: tuple[Any, ...]) -> Any:
         # Plans name the sync primitive; the async executor awaits its twin.
         try:
-            return await self._twins[step[0]](*step[1:])
+            return await self._twins[step[0]](*step[1])
         except self._errors as exc:
             raise self._unavailable(exc) from exc
 
@@ -290,7 +294,7 @@ class StoreEngine(Engine):
     @staticmethod
     def one(primitive: Callable[..., T], *args: Any) -> Plan[T]:
         """A plan of one primitive call."""
-        result: T = yield (primitive, *args)
+        result: T = yield primitive, args
         return result
 
     # -- operations -------------------------------------------------------------------
@@ -302,7 +306,7 @@ class StoreEngine(Engine):
                 "this session is not loaded and its provider does I/O: call "
                 "`await session.aload()` first (the ASGI middleware does it for you)"
             )
-        self.adopt(state, self._call((self._read, state.sid)))  # one step: no plan needed
+        self.adopt(state, self._call((self._read, (state.sid,))))  # one step: no plan needed
 
     async def aload(self, state: SessionState) -> None:
         """Async twin of :meth:`load`."""
@@ -333,7 +337,7 @@ class StoreEngine(Engine):
 
     def count(self) -> int:
         """Count live sessions."""
-        return int(self._call((self._count,)))
+        return int(self._call((self._count, ())))
 
     async def acount(self) -> int:
         """Async twin of :meth:`count`."""
@@ -341,7 +345,7 @@ class StoreEngine(Engine):
 
     def gc(self) -> int:
         """Remove expired sessions; return how many, where the store says."""
-        return int(self._call((self._gc,)))
+        return int(self._call((self._gc, ())))
 
     async def agc(self) -> int:
         """Async twin of :meth:`gc`."""
@@ -375,7 +379,7 @@ class StoreEngine(Engine):
         if self.provider.refreshes_on_read:
             # The read itself moved the deadline when it was due; a persistent cookie
             # must move with it.
-            state.refresh_done(send_id=state.refreshed and bool(self.config.cookie_life_time))
+            state.refresh_done(send_id=state.refreshed and self.slides_cookie)
             return None
         expires_at = self.deadline(state.created, time.time())
         if expires_at - state.expires_at >= self.refresh_step:
@@ -385,32 +389,32 @@ class StoreEngine(Engine):
 
     def _refresh(self, state: SessionState, expires_at: float) -> Plan[None]:
         state.refresh_done()
-        if (yield self._touch, state.sid, expires_at):
-            state.deadline_moved(expires_at, send_id=bool(self.config.cookie_life_time))
+        if (yield self._touch, (state.sid, expires_at)):
+            state.deadline_moved(expires_at, send_id=self.slides_cookie)
 
     def _save_new(self, state: SessionState, now: float) -> Plan[None]:
         old_sid = state.retire_old_sid()
         if state.data:
             record = Record(self.encode(now, state.data), self.deadline(now, now), 1)
-            while not (yield self._create, state.sid, record):
+            while not (yield self._create, (state.sid, record)):
                 state.new_id(self.ids.new())  # an ID collision: 2**-128, but never overwrite
-            state.committed(state.sid, state.data, now, 1, record.expires_at, send_id=True)
+            state.committed(state.sid, state.data, now, 1, record.expires_at, True)
         elif old_sid is not None:
             state.dropped()  # the old session goes and nothing replaces it
         if old_sid is not None:
-            yield self._delete, old_sid
+            yield self._delete, (old_sid,)
 
     def _save_changes(self, state: SessionState, now: float) -> Plan[None]:
         data, version, created = state.data, state.version, state.created
         deadline = self.deadline(created, now)
         for _ in range(MAX_SAVE_ATTEMPTS):
             record = Record(self.encode(created, data), deadline, version + 1)
-            if (yield self._update, state.sid, record, version):
+            if (yield self._update, (state.sid, record, version)):
                 state.committed(state.sid, data, created, version + 1, deadline,
-                                send_id=bool(self.config.cookie_life_time))
+                                self.slides_cookie)
                 return
             # Lost a race, or the session is gone. Reload; re-apply only our own changes.
-            current: Record | None = yield self._read, state.sid
+            current: Record | None = yield self._read, (state.sid,)
             decoded = self.decode(current, now)
             if decoded is None or current is None:
                 # Destroyed or regenerated meanwhile: never re-create it.
@@ -424,5 +428,5 @@ class StoreEngine(Engine):
     def _destroy(self, state: SessionState) -> Plan[None]:
         doomed = self.doomed_ids(state)
         for sid in doomed:
-            yield self._delete, sid
+            yield self._delete, (sid,)
         self.forget(state, bool(doomed))

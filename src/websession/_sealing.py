@@ -68,7 +68,7 @@ class SealEngine(Engine):
         size = len(self.cookie(token, False))
         if size > COOKIE_LIMIT:
             raise SessionTooLarge(size, COOKIE_LIMIT)
-        state.committed(token, state.data, created, version, record.expires_at, send_id=True)
+        state.committed(token, state.data, created, version, record.expires_at, True)
 
     async def arelease(self, state: SessionState) -> None:
         """Same as :meth:`release`: sealing does no I/O."""

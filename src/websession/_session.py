@@ -34,7 +34,7 @@ class SessionStore(MutableMapping[str, Any]):
 
     __slots__ = ("_accessed", "_async", "_engine", "_secure", "_state")
 
-    def __init__(self, engine: Engine, state: SessionState, *, secure: bool = False,
+    def __init__(self, engine: Engine, state: SessionState, secure: bool = False,
                  async_mode: bool = False) -> None:
         self._engine = engine
         self._state = state

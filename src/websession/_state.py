@@ -54,7 +54,7 @@ class SessionState:
         "version",
     )
 
-    def __init__(self, sid: str, from_client: bool, *, expire_cookie: bool = False) -> None:
+    def __init__(self, sid: str, from_client: bool, expire_cookie: bool = False) -> None:
         self.sid = sid
         self.from_client = from_client
         # A client-supplied ID must be looked up before it can be trusted; a fresh one is
@@ -169,7 +169,7 @@ class SessionState:
     # -- saving -----------------------------------------------------------------------
 
     def committed(self, sid: str, data: dict[str, Any], created: float, version: int,
-                  expires_at: float, *, send_id: bool) -> None:
+                  expires_at: float, send_id: bool) -> None:
         """The store (or the cookie) now holds ``data`` under ``sid`` at ``version``.
 
         ``send_id``: the response must carry the ID (a new one, or a persistent cookie

@@ -70,7 +70,7 @@ class SeedAdapter:
 
     @staticmethod
     def _exists(engine: StoreEngine, sid: str) -> Plan[bool]:
-        record: Record | None = yield engine.provider.read, sid
+        record: Record | None = yield engine.provider.read, (sid,)
         return engine.decode(record, time.time()) is not None
 
     def session_regenerate(self, old_sid: str, sid: str) -> SessionStore:
@@ -85,12 +85,12 @@ class SeedAdapter:
 
     @staticmethod
     def _move(engine: StoreEngine, old_sid: str, sid: str) -> Plan[bool]:
-        record: Record | None = yield engine.provider.read, old_sid
+        record: Record | None = yield engine.provider.read, (old_sid,)
         if engine.decode(record, time.time()) is None or record is None:
             return False
-        if not (yield engine.provider.create, sid, record._replace(refreshed=False)):
+        if not (yield engine.provider.create, (sid, record._replace(refreshed=False))):
             raise ValueError(f"cannot regenerate into {sid[:6]}…: a live session has that ID")
-        yield engine.provider.delete, old_sid
+        yield engine.provider.delete, (old_sid,)
         return True
 
     def session_destroy(self, sid: str) -> None:
@@ -126,7 +126,7 @@ class SeedEngine(Engine):
             state = SessionState(sid, True)
         else:
             state = SessionState(self.ids.new(), False)
-        return SeedSessionStore(self, state, secure=secure, async_mode=async_mode)
+        return SeedSessionStore(self, state, secure, async_mode)
 
     def load(self, state: SessionState, async_mode: bool = False) -> None:
         """Find the session in the provider, or start one there under a fresh ID."""
@@ -196,9 +196,9 @@ class SeedSessionStore(SessionStore):
 
     __slots__ = ("_seed_engine",)
 
-    def __init__(self, engine: SeedEngine, state: SessionState, *, secure: bool = False,
+    def __init__(self, engine: SeedEngine, state: SessionState, secure: bool = False,
                  async_mode: bool = False) -> None:
-        super().__init__(engine, state, secure=secure, async_mode=async_mode)
+        super().__init__(engine, state, secure, async_mode)
         self._seed_engine = engine
 
     def _store(self) -> Store:
