@@ -167,7 +167,7 @@ class SlowProvider(MemoryProvider):
 
 async def test_blocking_provider_in_async_code_names_the_async_twin() -> None:
     manager = Manager(SlowProvider())
-    sid, _ = new_session(manager)
+    sid, _ = await asyncio.to_thread(new_session, manager)
     session = manager.session_start(scope_with(sid))
     with pytest.raises(SessionModeError, match=r"await session\.aload\(\)"):
         session.get("user")
@@ -177,12 +177,12 @@ async def test_blocking_provider_in_async_code_names_the_async_twin() -> None:
     with pytest.raises(SessionModeError, match=r"asession_release"):
         session.session_release([])
     await session.asession_release([])
-    assert manager.get_session_store(sid)["n"] == 1
+    assert await asyncio.to_thread(lambda: manager.get_session_store(sid)["n"]) == 1
 
 
 async def test_async_twins_of_manager_calls() -> None:
     manager = Manager(SlowProvider())
-    sid, _ = new_session(manager)
+    sid, _ = await asyncio.to_thread(new_session, manager)
     scope = scope_with(sid)
     session = await manager.asession_regenerate_id(scope)
     await session.asession_release([])

@@ -18,6 +18,7 @@ The engine decides; each session's :class:`~websession._state.SessionState` reme
 
 from __future__ import annotations
 
+import asyncio
 import math
 import struct
 import time
@@ -45,10 +46,23 @@ MAX_SAVE_ATTEMPTS = 200
 # timeout has passed since the last write, so busy sessions are not written on every read.
 REFRESH_FRACTION = 0.1
 # A record's payload: the creation time as a big-endian double, then the codec's bytes.
+# A session with a lifetime of its own starts with a zero byte (never the first byte of a
+# real timestamp), then the creation time, its idle timeout and absolute lifetime (0: the
+# manager's) and its cookie's persistence (-1 the manager's, 0 browser session, 1 kept).
 _CREATED = struct.Struct(">d")
+_OWN_LIFETIME = struct.Struct(">xdddb")
 _isfinite = math.isfinite
+_running_loop = asyncio._get_running_loop  # C: None off an event loop's thread
+_PERSIST = {None: -1, False: 0, True: 1}
+_PERSISTED = {-1: None, 0: False, 1: True}
 
 T = TypeVar("T")
+
+#: A session's own lifetime: idle timeout, absolute lifetime (``None``: the manager's) and
+#: whether its cookie persists (``None``: as the manager's settings say).
+Lifetime = tuple[float | None, float | None, bool | None]
+#: A decoded record: creation time, data, and the session's own lifetime if it has one.
+Decoded = tuple[float, dict[str, Any], Lifetime | None]
 
 _PRIMITIVES = ("read", "create", "update", "touch", "delete", "count", "gc")
 
@@ -59,62 +73,95 @@ class Engine(ABC):
     #: Whether the operations block on I/O (async code must then use the ``a`` twins).
     blocking: bool = False
 
-    def __init__(self, config: ManagerConfig) -> None:
+    def __init__(self, config: ManagerConfig,
+                 session_class: type[SessionStore] = SessionStore) -> None:
         self.config = config
+        #: The class of the sessions :meth:`open` makes (a framework adapter's subclass).
+        self.session_class = session_class
         self.codec = config.codec
         self.ids = SessionIDs(config.session_id_length, config.session_id_prefix)
         self.idle = float(config.idle_timeout)
         self.absolute = float(config.absolute_lifetime)
         self.refresh_step = self.idle * REFRESH_FRACTION
-        #: A persistent cookie's Max-Age slides with the server's deadline: every save or
-        #: refresh sends it again.
-        self.slides_cookie = bool(config.cookie_life_time)
+        #: The manager's cookies have a Max-Age (then every save or refresh sends it again,
+        #: sliding it with the server's deadline).
+        self.cookie_lasts = bool(config.cookie_life_time)
         #: Whether a client-supplied ID has the shape this engine issues (chosen once:
         #: this runs on every request that sends a cookie).
         self.valid_client_id: Callable[[str], object] = self.ids.matches
 
     # -- opening ----------------------------------------------------------------------
 
-    def open(self, sid: str | None, secure: bool = False, async_mode: bool = False,
-             ) -> SessionStore:
+    def open(self, sid: str | None, secure: bool = False) -> SessionStore:
         """A session for a client-supplied ``sid``; a malformed one gets a fresh ID at once."""
         if sid is not None and self.valid_client_id(sid):
             state = SessionState(sid, True)
         else:  # a malformed cookie must be dropped; no cookie, nothing to drop
             state = SessionState(self.ids.new(), False, sid is not None)
-        return SessionStore(self, state, secure, async_mode)
+        return self.session_class(self, state, secure)
+
+    def refuse_on_loop(self, twin: str, hint: str = "") -> None:
+        """Raise :class:`SessionModeError` naming ``twin`` if this engine's I/O would block
+        a running event loop (sync code in worker threads is fine)."""
+        if self.blocking and _running_loop() is not None:
+            raise SessionModeError(
+                f"this session's provider does I/O and this thread runs an event loop: "
+                f"use `await {twin}` instead{hint}, or call it from a worker thread"
+            )
 
     # -- records ----------------------------------------------------------------------
 
-    def encode(self, created: float, data: dict[str, Any]) -> bytes:
-        """A record's payload: the creation time, then the codec's bytes."""
-        # The creation time rides in front of the codec's bytes: the codec sees only the
-        # application's data, and absolute expiry needs no second lookup.
-        return _CREATED.pack(created) + self.codec.encode(data)
+    def encode(self, state: SessionState, created: float, data: dict[str, Any]) -> bytes:
+        """A record's payload: the creation time (and the session's own lifetime, if it
+        has one), then the codec's bytes."""
+        # These ride in front of the codec's bytes: the codec sees only the application's
+        # data, and expiry needs no second lookup.
+        if state.idle is None and state.absolute is None and state.persistent is None:
+            return _CREATED.pack(created) + self.codec.encode(data)
+        return _OWN_LIFETIME.pack(created, state.idle or 0.0, state.absolute or 0.0,
+                                  _PERSIST[state.persistent]) + self.codec.encode(data)
 
-    def decode(self, record: Record | None, now: float) -> tuple[float, dict[str, Any]] | None:
-        """``(created, data)`` of a live record; ``None`` if absent, expired or damaged."""
+    def decode(self, record: Record | None, now: float) -> Decoded | None:
+        """What a live record holds; ``None`` if absent, expired or damaged."""
         if record is None or record.expires_at <= now:
             return None
         payload = record.payload
         try:
-            (created,) = _CREATED.unpack_from(payload)
-            data = self.codec.decode(payload[8:])
-        except (DecodeError, struct.error, TypeError):
+            if payload[:1] == b"\x00":
+                created, idle, absolute, persist = _OWN_LIFETIME.unpack_from(payload)
+                lifetime: Lifetime | None = (idle or None, absolute or None, _PERSISTED[persist])
+                data = self.codec.decode(payload[_OWN_LIFETIME.size:])
+            else:
+                (created,) = _CREATED.unpack_from(payload)
+                lifetime = None
+                data = self.codec.decode(payload[8:])
+        except (DecodeError, struct.error, TypeError, KeyError):
             return None  # damaged or foreign: an empty session, never an error page
-        if not _isfinite(created) or created + self.absolute <= now:
+        end = created + (lifetime[1] or self.absolute if lifetime else self.absolute)
+        if not _isfinite(created) or end <= now:
             return None
-        return created, data
+        return created, data, lifetime
 
-    def deadline(self, created: float, now: float) -> float:
+    def deadline(self, state: SessionState, created: float, now: float) -> float:
         """The idle deadline from ``now``, capped by the absolute lifetime."""
-        end = created + self.absolute
-        idle_end = now + self.idle
+        end = created + (state.absolute or self.absolute)
+        idle_end = now + (state.idle or self.idle)
         return idle_end if idle_end < end else end
 
-    def absolute_deadline(self, created: float) -> float:
-        """When a session created at ``created`` ends however busy it is."""
-        return created + self.absolute
+    def absolute_deadline(self, state: SessionState) -> float:
+        """When ``state``'s session ends however busy it is (0 if not yet saved)."""
+        return state.created + (state.absolute or self.absolute) if state.created else 0.0
+
+    def refresh_due(self, state: SessionState, deadline: float) -> bool:
+        """Whether moving the idle deadline to ``deadline`` is worth a write: once a tenth
+        of the idle timeout has passed, so busy sessions are not written on every read."""
+        step = state.idle * REFRESH_FRACTION if state.idle else self.refresh_step
+        return deadline - state.expires_at >= step
+
+    def slides_cookie(self, state: SessionState) -> bool:
+        """Whether the cookie has a Max-Age that must move with the server's deadline."""
+        persistent = state.persistent
+        return self.cookie_lasts if persistent is None else persistent
 
     def adopt(self, state: SessionState, record: Record | None) -> None:
         """Take a record read for ``state``; an unknown, expired or damaged one means a
@@ -124,21 +171,20 @@ class Engine(ABC):
             state.start_fresh(self.ids.new(), expire_cookie=state.from_client)
         else:
             state.adopt(decoded[0], decoded[1], record.version, record.expires_at,
-                        record.refreshed)
+                        record.refreshed, decoded[2])
 
     # -- operations -------------------------------------------------------------------
 
     @abstractmethod
-    def load(self, state: SessionState, async_mode: bool = False) -> None:
-        """Read ``state``'s session. ``async_mode``: called for a session opened from async
-        code, where blocking I/O must be refused."""
+    def load(self, state: SessionState) -> None:
+        """Read ``state``'s session."""
 
     @abstractmethod
     async def aload(self, state: SessionState) -> None:
         """Async twin of :meth:`load`."""
 
     @abstractmethod
-    def release(self, state: SessionState, async_mode: bool = False) -> None:
+    def release(self, state: SessionState) -> None:
         """Save what ``state`` changed, or refresh its deadline when due."""
 
     @abstractmethod
@@ -190,13 +236,23 @@ class Engine(ABC):
 
     # -- response headers -------------------------------------------------------------
 
-    def cookie(self, value: str | None, secure: bool) -> str:
-        """The ``Set-Cookie`` value carrying ``value``, or deleting the cookie if ``None``."""
+    def max_age(self, state: SessionState) -> int | None:
+        """The cookie's Max-Age for ``state`` (``None``: a browser-session cookie)."""
+        persistent = state.persistent
+        if persistent is None:
+            return self.config.cookie_life_time or None
+        if not persistent:
+            return None
+        return max(1, int(state.expires_at - time.time()))  # as long as the server keeps it
+
+    def cookie(self, value: str | None, secure: bool, max_age: int | None = None) -> str:
+        """The ``Set-Cookie`` value carrying ``value`` (kept ``max_age`` seconds, or for the
+        browser session), or deleting the cookie if ``value`` is ``None``."""
         cfg = self.config
         return dump_cookie(
             cfg.cookie_name,
             "" if value is None else value,
-            max_age=0 if value is None else (cfg.cookie_life_time or None),
+            max_age=0 if value is None else max_age,
             path=cfg.cookie_path,
             domain=cfg.domain or None,
             secure=cfg.secure or secure,
@@ -218,7 +274,8 @@ class Engine(ABC):
         cfg = self.config
         deleting = not state.send_id
         if cfg.enable_set_cookie or self.cookie_is_session:
-            headers.append(("Set-Cookie", self.cookie(None if deleting else state.sid, secure)))
+            headers.append(("Set-Cookie", self.cookie(
+                None if deleting else state.sid, secure, self.max_age(state))))
         if cfg.enable_sid_in_http_header:
             headers.append((cfg.session_name_in_http_header, "" if deleting else state.sid))
         # A response that carries the ID must never be cached: no-store replaces whatever
@@ -234,15 +291,12 @@ class Engine(ABC):
         """Async twin of :meth:`close`."""
 
 
-def _refuse_blocking(twin: str) -> SessionModeError:
-    return SessionModeError(f"this session's provider does I/O: use `await session.{twin}`")
-
-
 class StoreEngine(Engine):
     """Sessions kept in a store, through a :class:`~websession.BaseProvider`."""
 
-    def __init__(self, provider: BaseProvider, config: ManagerConfig) -> None:
-        super().__init__(config)
+    def __init__(self, provider: BaseProvider, config: ManagerConfig,
+                 session_class: type[SessionStore] = SessionStore) -> None:
+        super().__init__(config, session_class)
         self.provider = provider
         self.blocking = provider.blocking
         self._errors = provider.unavailable_errors
@@ -299,26 +353,24 @@ class StoreEngine(Engine):
 
     # -- operations -------------------------------------------------------------------
 
-    def load(self, state: SessionState, async_mode: bool = False) -> None:
+    def load(self, state: SessionState) -> None:
         """Read ``state`` from the store."""
-        if async_mode and self.blocking:
-            raise SessionModeError(
-                "this session is not loaded and its provider does I/O: call "
-                "`await session.aload()` first (the ASGI middleware does it for you)"
-            )
+        if self.blocking:
+            self.refuse_on_loop("session.aload()", " first (the ASGI middleware does it for "
+                                "you; then use the session without awaiting)")
         self.adopt(state, self._call((self._read, (state.sid,))))  # one step: no plan needed
 
     async def aload(self, state: SessionState) -> None:
         """Async twin of :meth:`load`."""
         self.adopt(state, await self.arun(self.one(self._read, state.sid)))
 
-    def release(self, state: SessionState, async_mode: bool = False) -> None:
+    def release(self, state: SessionState) -> None:
         """Save what ``state`` changed (create, compare-and-set update, or a refresh)."""
         plan = self._release(state)
         if plan is not None:
-            if async_mode and self.blocking:
+            if self.blocking and _running_loop() is not None:
                 plan.close()
-                raise _refuse_blocking("asession_release(headers)")
+                self.refuse_on_loop("session.asession_release(headers)")
             drive(plan, self._call)
 
     async def arelease(self, state: SessionState) -> None:
@@ -329,6 +381,7 @@ class StoreEngine(Engine):
 
     def destroy(self, state: SessionState) -> None:
         """Delete ``state``'s session now and continue with a fresh one."""
+        self.refuse_on_loop("session.adestroy()")
         self.run(self._destroy(state))
 
     async def adestroy(self, state: SessionState) -> None:
@@ -337,6 +390,7 @@ class StoreEngine(Engine):
 
     def count(self) -> int:
         """Count live sessions."""
+        self.refuse_on_loop("manager.aget_active_session()")
         return int(self._call((self._count, ())))
 
     async def acount(self) -> int:
@@ -345,6 +399,7 @@ class StoreEngine(Engine):
 
     def gc(self) -> int:
         """Remove expired sessions; return how many, where the store says."""
+        self.refuse_on_loop("manager.agc()")
         return int(self._call((self._gc, ())))
 
     async def agc(self) -> int:
@@ -372,17 +427,17 @@ class StoreEngine(Engine):
             if state.data or state.old_sid is not None:
                 return self._save_new(state, time.time())
             return None
-        if state.changes or state.cleared:
+        if state.changes or state.cleared or state.forced:
             return self._save_changes(state, time.time())
         if state.refresh_checked:
             return None  # a later release in the same request: the deadline is current
         if self.provider.refreshes_on_read:
             # The read itself moved the deadline when it was due; a persistent cookie
             # must move with it.
-            state.refresh_done(send_id=state.refreshed and self.slides_cookie)
+            state.refresh_done(send_id=state.refreshed and self.slides_cookie(state))
             return None
-        expires_at = self.deadline(state.created, time.time())
-        if expires_at - state.expires_at >= self.refresh_step:
+        expires_at = self.deadline(state, state.created, time.time())
+        if self.refresh_due(state, expires_at):
             return self._refresh(state, expires_at)
         state.refresh_done()
         return None
@@ -390,12 +445,12 @@ class StoreEngine(Engine):
     def _refresh(self, state: SessionState, expires_at: float) -> Plan[None]:
         state.refresh_done()
         if (yield self._touch, (state.sid, expires_at)):
-            state.deadline_moved(expires_at, send_id=self.slides_cookie)
+            state.deadline_moved(expires_at, send_id=self.slides_cookie(state))
 
     def _save_new(self, state: SessionState, now: float) -> Plan[None]:
         old_sid = state.retire_old_sid()
         if state.data:
-            record = Record(self.encode(now, state.data), self.deadline(now, now), 1)
+            record = Record(self.encode(state, now, state.data), self.deadline(state, now, now), 1)
             while not (yield self._create, (state.sid, record)):
                 state.new_id(self.ids.new())  # an ID collision: 2**-128, but never overwrite
             state.committed(state.sid, state.data, now, 1, record.expires_at, True)
@@ -406,12 +461,12 @@ class StoreEngine(Engine):
 
     def _save_changes(self, state: SessionState, now: float) -> Plan[None]:
         data, version, created = state.data, state.version, state.created
-        deadline = self.deadline(created, now)
+        deadline = self.deadline(state, created, now)
         for _ in range(MAX_SAVE_ATTEMPTS):
-            record = Record(self.encode(created, data), deadline, version + 1)
+            record = Record(self.encode(state, created, data), deadline, version + 1)
             if (yield self._update, (state.sid, record, version)):
                 state.committed(state.sid, data, created, version + 1, deadline,
-                                self.slides_cookie)
+                                self.slides_cookie(state))
                 return
             # Lost a race, or the session is gone. Reload; re-apply only our own changes.
             current: Record | None = yield self._read, (state.sid,)

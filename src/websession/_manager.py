@@ -27,17 +27,23 @@ log = logging.getLogger("websession")
 SESSION_KEY = "websession.session"
 
 
+_ACCEPTS = ("a WSGI environ or an ASGI scope (a dict), or a request object carrying one "
+            "(.environ, .scope)")
+
+
 def _request_dict(request: Any) -> MutableMapping[str, Any]:
     """The WSGI environ or ASGI scope behind ``request`` (framework requests accepted)."""
-    if type(request) is dict or isinstance(request, MutableMapping):
-        return request
-    for attr in ("scope", "environ"):  # Starlette/FastAPI, Flask/Werkzeug/WebOb
-        inner = getattr(request, attr, None)
-        if isinstance(inner, MutableMapping):
-            return inner
-    raise TypeError(
-        f"expected a WSGI environ, an ASGI scope or a request object, not {type(request).__name__}"
-    )
+    if isinstance(request, MutableMapping):
+        # Other mappings must look like one: an aiohttp Request is a mapping too, and
+        # reading it as an environ would silently lose the client's cookie.
+        if "REQUEST_METHOD" in request or request.get("type") in ("http", "websocket"):
+            return request
+    else:
+        for attr in ("scope", "environ"):  # Starlette/FastAPI, Flask/Werkzeug/WebOb
+            inner = getattr(request, attr, None)
+            if isinstance(inner, MutableMapping):
+                return inner
+    raise TypeError(f"session_start() takes {_ACCEPTS}, not {type(request).__name__}")
 
 
 class Manager:
@@ -45,7 +51,8 @@ class Manager:
 
     ``provider`` is a registered name, a provider instance, or a provider class. ``config``
     is the seed's JSON string, a mapping, or a :class:`ManagerConfig`; keyword arguments
-    override it.
+    override it. ``session_class`` is the class of the sessions it hands out: a framework
+    adapter passes its subclass of :class:`SessionStore`.
     """
 
     def __init__(
@@ -53,9 +60,12 @@ class Manager:
         provider: str | Provider | BaseProvider | ClientSideProvider | type,
         config: str | Mapping[str, Any] | ManagerConfig | None = None,
         /,
+        *,
+        session_class: type[SessionStore] = SessionStore,
         **overrides: Any,
     ) -> None:
         self.config = parse_config(config, **overrides)
+        self._session_class = session_class
         if isinstance(provider, str):
             instance = create_provider(provider)
         elif isinstance(provider, type):
@@ -76,9 +86,9 @@ class Manager:
             provider.configure(self.config.provider_config)
             self.config = provider.adjust_config(self.config)
             if isinstance(provider, BaseProvider):
-                engine = StoreEngine(provider, self.config)
+                engine = StoreEngine(provider, self.config, self._session_class)
             else:
-                engine = SealEngine(provider, self.config)
+                engine = SealEngine(provider, self.config, self._session_class)
         elif isinstance(provider, Provider):
             provider.session_init(self.config.idle_timeout, self.config.provider_config)
             engine = SeedEngine(provider, self.config)
@@ -135,7 +145,7 @@ class Manager:
             secure = req.get("scheme") in ("https", "wss")
         else:
             secure = req.get("wsgi.url_scheme") == "https"
-        session = self._engine.open(self._client_sid(req, asgi), secure, asgi)
+        session = self._engine.open(self._client_sid(req, asgi), secure)
         req[SESSION_KEY] = session
         return session
 

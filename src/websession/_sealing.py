@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ._core import Engine
+from ._session import SessionStore
 from ._state import SessionState
 from .exceptions import SessionTooLarge
 from .providers.base import ClientSideProvider, Record
@@ -28,12 +29,13 @@ class SealEngine(Engine):
     blocking = False
     cookie_is_session = True  # sent even when the manager's enableSetCookie is off
 
-    def __init__(self, sealer: ClientSideProvider, config: ManagerConfig) -> None:
-        super().__init__(config)
+    def __init__(self, sealer: ClientSideProvider, config: ManagerConfig,
+                 session_class: type[SessionStore] = SessionStore) -> None:
+        super().__init__(config, session_class)
         self.sealer = sealer
         self.valid_client_id = sealer.valid_token
 
-    def load(self, state: SessionState, async_mode: bool = False) -> None:
+    def load(self, state: SessionState) -> None:
         """Open the sealed value the client sent."""
         self.adopt(state, self.sealer.unseal(state.sid))
 
@@ -41,7 +43,7 @@ class SealEngine(Engine):
         """Same as :meth:`load`: opening a cookie does no I/O."""
         self.load(state)
 
-    def release(self, state: SessionState, async_mode: bool = False) -> None:
+    def release(self, state: SessionState) -> None:
         """Seal ``state`` into a new cookie value if it changed or its refresh is due."""
         if not state.loaded:
             return
@@ -55,17 +57,19 @@ class SealEngine(Engine):
                     state.dropped()
                 return
             created, version = now, 1
-        elif state.changes or state.cleared:
+        elif state.changes or state.cleared or state.forced:
             created, version = state.created, state.version + 1
-        elif state.refresh_checked or (
-            self.deadline(state.created, now) - state.expires_at < self.refresh_step
+        elif state.refresh_checked or not self.refresh_due(
+            state, self.deadline(state, state.created, now)
         ):
             return
         else:
             created, version = state.created, state.version
-        record = Record(self.encode(created, state.data), self.deadline(created, now), version)
+        record = Record(self.encode(state, created, state.data),
+                        self.deadline(state, created, now), version)
         token = self.sealer.seal(record)
-        size = len(self.cookie(token, False))
+        # Measured with Secure, as over https: a session that fits, fits on every request.
+        size = len(self.cookie(token, True, self.max_age(state)))
         if size > COOKIE_LIMIT:
             raise SessionTooLarge(size, COOKIE_LIMIT)
         state.committed(token, state.data, created, version, record.expires_at, True)

@@ -29,17 +29,17 @@ class SessionStore(MutableMapping[str, Any]):
     only what changed, merging with concurrent requests instead of overwriting them.
 
     From async code with a provider that does I/O, call ``await session.aload()`` first
-    (the ASGI middleware does) and release with :meth:`asession_release`.
+    (the ASGI middleware does) and release with :meth:`asession_release`: a call that would
+    block an event loop's thread raises :class:`~websession.SessionModeError` naming its
+    twin. Sync code in worker threads (a threadpool endpoint) may use the blocking calls.
     """
 
-    __slots__ = ("_accessed", "_async", "_engine", "_secure", "_state")
+    __slots__ = ("_accessed", "_engine", "_secure", "_state")
 
-    def __init__(self, engine: Engine, state: SessionState, secure: bool = False,
-                 async_mode: bool = False) -> None:
+    def __init__(self, engine: Engine, state: SessionState, secure: bool = False) -> None:
         self._engine = engine
         self._state = state
         self._secure = secure
-        self._async = async_mode
         self._accessed = False
 
     @property
@@ -53,7 +53,7 @@ class SessionStore(MutableMapping[str, Any]):
         self._accessed = True
         state = self._state
         if not state.loaded:
-            self._engine.load(state, self._async)
+            self._engine.load(state)
         return state
 
     def load(self) -> None:
@@ -78,7 +78,7 @@ class SessionStore(MutableMapping[str, Any]):
         self._accessed = True
         state = self._state
         if not state.loaded:
-            self._engine.load(state, self._async)
+            self._engine.load(state)
         value = state.data.get(key, _MISSING)
         if value is _MISSING:
             return default
@@ -95,7 +95,7 @@ class SessionStore(MutableMapping[str, Any]):
         self._accessed = True
         state = self._state
         if not state.loaded:
-            self._engine.load(state, self._async)
+            self._engine.load(state)
         state.set(key, value)
 
     def delete(self, key: str) -> None:
@@ -118,7 +118,7 @@ class SessionStore(MutableMapping[str, Any]):
         """
         state = self._state
         if not state.settled:
-            self._engine.release(state, self._async)
+            self._engine.release(state)
         if headers is not None:
             self._engine.response_headers(state, headers, self._accessed, self._secure)
 
@@ -156,6 +156,60 @@ class SessionStore(MutableMapping[str, Any]):
         """Async twin of :meth:`destroy`."""
         await self._engine.adestroy(self._state)
 
+    def invalidate(self) -> None:
+        """End this session and continue with a fresh, empty one under a new ID: what a
+        logout means (Django's ``flush()``, aiohttp-session's ``invalidate()``). The old
+        record is deleted now and the response replaces or drops the cookie."""
+        self.destroy()
+
+    async def ainvalidate(self) -> None:
+        """Async twin of :meth:`invalidate`."""
+        await self.adestroy()
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    def set_lifetime(self, idle: float | None = None, absolute: float | None = None, *,
+                     persistent: bool | None = None) -> None:
+        """Give this session a lifetime of its own ("remember me"), kept across
+        regenerations and enforced by the server.
+
+        ``idle``: seconds without a request before it expires; ``absolute``: seconds from
+        its creation (or last regeneration) after which it expires however busy it is;
+        ``None`` keeps the manager's setting. ``persistent``: ``True`` gives the cookie a
+        ``Max-Age`` matching the server's deadline, ``False`` makes it a browser-session
+        cookie, ``None`` follows the manager's ``cookieLifeTime``. Saved on release.
+        """
+        for name, value in (("idle", idle), ("absolute", absolute)):
+            if value is not None and not (isinstance(value, int | float) and 0 < value < 1e10
+                                          and not isinstance(value, bool)):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        self._ensure_loaded().set_lifetime(
+            None if idle is None else float(idle),
+            None if absolute is None else float(absolute),
+            persistent,
+        )
+
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds without a request after which this session expires."""
+        return self._ensure_loaded().idle or self._engine.idle
+
+    @property
+    def absolute_lifetime(self) -> float:
+        """Seconds from creation after which this session expires however busy it is."""
+        return self._ensure_loaded().absolute or self._engine.absolute
+
+    @property
+    def persistent(self) -> bool | None:
+        """Whether the cookie outlives the browser session (``None``: the manager's
+        ``cookieLifeTime`` decides)."""
+        return self._ensure_loaded().persistent
+
+    def mark_modified(self) -> None:
+        """Save on release even if no value changed (values changed in place are found
+        anyway); concurrent requests' changes are still merged, never overwritten."""
+        self._ensure_loaded().force_save()
+
     # -- state ------------------------------------------------------------------------
 
     @property
@@ -167,7 +221,13 @@ class SessionStore(MutableMapping[str, Any]):
     def modified(self) -> bool:
         """Whether there are changes that :meth:`session_release` will save."""
         state = self._state
-        return bool(state.changes or state.cleared or state.mutated_keys())
+        return bool(state.changes or state.cleared or state.forced or state.mutated_keys())
+
+    @property
+    def accessed(self) -> bool:
+        """Whether the application used the session in this request (the response then
+        varies with the cookie)."""
+        return self._accessed
 
     @property
     def created_at(self) -> float:
@@ -182,8 +242,7 @@ class SessionStore(MutableMapping[str, Any]):
     @property
     def absolute_expires_at(self) -> float:
         """When the session expires however busy it is (Unix time; 0 if not yet saved)."""
-        created = self._ensure_loaded().created
-        return self._engine.absolute_deadline(created) if created else 0.0
+        return self._engine.absolute_deadline(self._ensure_loaded())
 
     @property
     def version(self) -> int:

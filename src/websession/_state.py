@@ -26,7 +26,9 @@ class SessionState:
     :attr:`old_sid` (the ID a regeneration left behind, deleted when the session is saved).
     Store facts: :attr:`loaded`, :attr:`is_new` (not in the store), :attr:`created`,
     :attr:`expires_at`, :attr:`version`, :attr:`refreshed` (the read itself moved the
-    deadline). Changes: :attr:`data`, :attr:`changes` (key -> value or :data:`DELETED`),
+    deadline). Its own lifetime, if it has one: :attr:`idle`, :attr:`absolute`,
+    :attr:`persistent` (``None``: the manager's settings); :attr:`forced`: write even
+    without changes. Changes: :attr:`data`, :attr:`changes` (key -> value or :data:`DELETED`),
     :attr:`cleared` (a flush), :attr:`snapshots` (copies of mutable values, to find in-place
     changes). Response: :attr:`send_id`, :attr:`expire_cookie`. :attr:`settled`: nothing
     is left for a release to do (every transition that could give it work clears it), so a
@@ -34,17 +36,21 @@ class SessionState:
     """
 
     __slots__ = (
+        "absolute",
         "changes",
         "cleared",
         "created",
         "data",
         "expire_cookie",
         "expires_at",
+        "forced",
         "from_client",
         "handle",
+        "idle",
         "is_new",
         "loaded",
         "old_sid",
+        "persistent",
         "refresh_checked",
         "refreshed",
         "send_id",
@@ -75,12 +81,20 @@ class SessionState:
         self.expire_cookie = expire_cookie
         self.handle: Any = None
         self.settled = True  # not loaded, or new and empty: nothing to save
+        self.forced = False
+        self.idle: float | None = None
+        self.absolute: float | None = None
+        self.persistent: bool | None = None
 
     # -- loading ----------------------------------------------------------------------
 
     def adopt(self, created: float, data: dict[str, Any], version: int, expires_at: float,
-              refreshed: bool) -> None:
-        """The store had this session: take its record's contents."""
+              refreshed: bool, lifetime: tuple[float | None, float | None, bool | None] | None,
+              ) -> None:
+        """The store had this session: take its record's contents (and its own lifetime,
+        if it has one)."""
+        if lifetime is not None:
+            self.idle, self.absolute, self.persistent = lifetime
         self.created = created
         self.data = data
         self.version = version
@@ -114,6 +128,8 @@ class SessionState:
         self.expire_cookie = expire_cookie
         self.handle = None
         self.settled = True
+        self.forced = False
+        self.idle = self.absolute = self.persistent = None
 
     # -- the application's changes ----------------------------------------------------
 
@@ -140,6 +156,18 @@ class SessionState:
         self.changes.clear()
         self.snapshots.clear()
         self.cleared = True
+        self.settled = False
+
+    def set_lifetime(self, idle: float | None, absolute: float | None,
+                     persistent: bool | None) -> None:
+        """Give the session a lifetime of its own (``None``: the manager's); the next
+        release saves it."""
+        self.idle, self.absolute, self.persistent = idle, absolute, persistent
+        self.force_save()
+
+    def force_save(self) -> None:
+        """Make the next release write the session even if no value changed."""
+        self.forced = True
         self.settled = False
 
     def mutated_keys(self) -> list[str]:
@@ -187,6 +215,7 @@ class SessionState:
         self.old_sid = None
         self.refresh_checked = True  # the write just set the deadline
         self.settled = True
+        self.forced = False
         if send_id:
             self.send_id = True
             self.expire_cookie = False

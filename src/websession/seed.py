@@ -116,20 +116,20 @@ class SeedEngine(Engine):
     blocking = True
 
     def __init__(self, provider: Provider, config: ManagerConfig) -> None:
-        super().__init__(config)
+        super().__init__(config, SeedSessionStore)
         self.provider = provider
 
-    def open(self, sid: str | None, secure: bool = False, async_mode: bool = False,
-             ) -> SessionStore:
+    def open(self, sid: str | None, secure: bool = False) -> SessionStore:
         """A session for a client-supplied ``sid``, read from the provider when first used."""
         if sid is not None and self.ids.is_valid(sid):
             state = SessionState(sid, True)
         else:
             state = SessionState(self.ids.new(), False)
-        return SeedSessionStore(self, state, secure, async_mode)
+        return SeedSessionStore(self, state, secure)
 
-    def load(self, state: SessionState, async_mode: bool = False) -> None:
+    def load(self, state: SessionState) -> None:
         """Find the session in the provider, or start one there under a fresh ID."""
+        self.refuse_on_loop("session.aload()")
         sid = state.sid
         if not (state.from_client and self.provider.session_exist(sid)):
             sid = self.ids.new()
@@ -140,13 +140,14 @@ class SeedEngine(Engine):
         """:meth:`load` in a worker thread: a seed-style provider's calls may block."""
         await asyncio.to_thread(self.load, state)
 
-    def release(self, state: SessionState, async_mode: bool = False) -> None:
+    def release(self, state: SessionState) -> None:
         """Let the provider's store save itself."""
         self.release_into(state, [])
 
     def release_into(self, state: SessionState, headers: list[tuple[str, str]]) -> None:
         """Let the provider's store save itself, adding what it writes to ``headers``."""
         if state.handle is not None:
+            self.refuse_on_loop("session.asession_release(headers)")
             state.handle.session_release(headers)
 
     async def arelease(self, state: SessionState) -> None:
@@ -155,6 +156,7 @@ class SeedEngine(Engine):
 
     def regenerate(self, state: SessionState, new_sid: str | None = None) -> str:
         """Move the session to a new ID through the provider's ``session_regenerate``."""
+        self.refuse_on_loop("session.aregenerate_id()")
         if new_sid is None or not self.ids.is_valid(new_sid):
             new_sid = self.ids.new()
         state.attach(self.provider.session_regenerate(state.sid, new_sid))
@@ -163,6 +165,7 @@ class SeedEngine(Engine):
 
     def destroy(self, state: SessionState) -> None:
         """Destroy through the provider; later values start a new session."""
+        self.refuse_on_loop("session.adestroy()")
         existed = state.handle is not None or state.from_client
         if existed:
             self.provider.session_destroy(state.sid)
@@ -174,6 +177,7 @@ class SeedEngine(Engine):
 
     def count(self) -> int:
         """Count through the seed interface."""
+        self.refuse_on_loop("manager.aget_active_session()")
         return self.provider.session_all()
 
     async def acount(self) -> int:
@@ -182,6 +186,7 @@ class SeedEngine(Engine):
 
     def gc(self) -> int:
         """Collect through the seed interface (it does not say how many went)."""
+        self.refuse_on_loop("manager.agc()")
         self.provider.session_gc()
         return 0
 
@@ -196,9 +201,9 @@ class SeedSessionStore(SessionStore):
 
     __slots__ = ("_seed_engine",)
 
-    def __init__(self, engine: SeedEngine, state: SessionState, secure: bool = False,
-                 async_mode: bool = False) -> None:
-        super().__init__(engine, state, secure, async_mode)
+    def __init__(self, engine: Engine, state: SessionState, secure: bool = False) -> None:
+        super().__init__(engine, state, secure)
+        assert isinstance(engine, SeedEngine)
         self._seed_engine = engine
 
     def _store(self) -> Store:
@@ -258,6 +263,12 @@ class SeedSessionStore(SessionStore):
     def modified(self) -> bool:
         """Unknown for a seed-style store: its release decides what to write."""
         return False
+
+    def set_lifetime(self, idle: float | None = None, absolute: float | None = None, *,
+                     persistent: bool | None = None) -> None:
+        """Refused: a seed-style provider keeps its own expiry."""
+        raise TypeError("a seed-style provider keeps its own expiry: per-session lifetimes "
+                        "need a websession.providers.BaseProvider")
 
     def session_release(self, headers: list[tuple[str, str]] | None = None) -> None:
         """Let the provider's store save itself, then add websession's headers."""
