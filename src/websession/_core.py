@@ -127,18 +127,19 @@ class Engine(ABC):
             return None
         payload = record.payload
         try:
-            if payload[:1] == b"\x00":
-                created, idle, absolute, persist = _OWN_LIFETIME.unpack_from(payload)
-                lifetime: Lifetime | None = (idle or None, absolute or None, _PERSISTED[persist])
-                data = self.codec.decode(payload[_OWN_LIFETIME.size:])
-            else:
+            if payload[0]:  # the first byte of a real timestamp, never 0
                 (created,) = _CREATED.unpack_from(payload)
-                lifetime = None
+                lifetime: Lifetime | None = None
                 data = self.codec.decode(payload[8:])
-        except (DecodeError, struct.error, TypeError, KeyError):
+                end = created + self.absolute
+            else:
+                created, idle, absolute, persist = _OWN_LIFETIME.unpack_from(payload)
+                lifetime = (idle or None, absolute or None, _PERSISTED[persist])
+                data = self.codec.decode(payload[_OWN_LIFETIME.size:])
+                end = created + (absolute or self.absolute)
+        except (DecodeError, struct.error, TypeError, KeyError, IndexError):
             return None  # damaged or foreign: an empty session, never an error page
-        end = created + (lifetime[1] or self.absolute if lifetime else self.absolute)
-        if not _isfinite(created) or end <= now:
+        if end <= now or not _isfinite(created):
             return None
         return created, data, lifetime
 
@@ -319,31 +320,19 @@ class StoreEngine(Engine):
             f"session store {type(self.provider).__name__} is unavailable: {exc}"
         )
 
-    def _call(self, step: tuple[Any, ...]) -> Any:
-        # The executor of every plan (a step: the sync primitive, its arguments), and
-        # the one place a provider's driver errors become StoreUnavailableError (with its
-        # async twin below).
-        try:
-            return step[0](*step[1])
-        except self._errors as exc:
-            raise self._unavailable(exc) from exc
-
     async def _acall(self, step: tuple[Any, ...]) -> Any:
         # Plans name the sync primitive; the async executor awaits its twin.
-        try:
-            return await self._twins[step[0]](*step[1])
-        except self._errors as exc:
-            raise self._unavailable(exc) from exc
+        return await self._twins[step[0]](*step[1])
 
     def run(self, plan: Plan[T]) -> T:
         """Run ``plan`` with the provider's blocking primitives."""
-        return drive(plan, self._call)
+        return drive(plan, None, self._errors, self._unavailable)
 
     async def arun(self, plan: Plan[T]) -> T:
         """Run ``plan`` with the provider's async primitives."""
         if not self.blocking:  # nothing would ever suspend: skip the awaits
-            return drive(plan, self._call)
-        return await adrive(plan, self._acall)
+            return drive(plan, None, self._errors, self._unavailable)
+        return await adrive(plan, self._acall, self._errors, self._unavailable)
 
     @staticmethod
     def one(primitive: Callable[..., T], *args: Any) -> Plan[T]:
@@ -358,7 +347,13 @@ class StoreEngine(Engine):
         if self.blocking:
             self.refuse_on_loop("session.aload()", " first (the ASGI middleware does it for "
                                 "you; then use the session without awaiting)")
-        self.adopt(state, self._call((self._read, (state.sid,))))  # one step: no plan needed
+        # The one step of every request that uses its session: called directly, its driver
+        # errors translated as the drivers translate them.
+        try:
+            record = self._read(state.sid)
+        except self._errors as exc:
+            raise self._unavailable(exc) from exc
+        self.adopt(state, record)
 
     async def aload(self, state: SessionState) -> None:
         """Async twin of :meth:`load`."""
@@ -371,7 +366,7 @@ class StoreEngine(Engine):
             if self.blocking and _running_loop() is not None:
                 plan.close()
                 self.refuse_on_loop("session.asession_release(headers)")
-            drive(plan, self._call)
+            drive(plan, None, self._errors, self._unavailable)
 
     async def arelease(self, state: SessionState) -> None:
         """Async twin of :meth:`release`."""
@@ -391,7 +386,7 @@ class StoreEngine(Engine):
     def count(self) -> int:
         """Count live sessions."""
         self.refuse_on_loop("manager.aget_active_session()")
-        return int(self._call((self._count, ())))
+        return int(self.run(self.one(self._count)))
 
     async def acount(self) -> int:
         """Async twin of :meth:`count`."""
@@ -400,7 +395,7 @@ class StoreEngine(Engine):
     def gc(self) -> int:
         """Remove expired sessions; return how many, where the store says."""
         self.refuse_on_loop("manager.agc()")
-        return int(self._call((self._gc, ())))
+        return int(self.run(self.one(self._gc)))
 
     async def agc(self) -> int:
         """Async twin of :meth:`gc`."""
