@@ -150,6 +150,16 @@ def burst(request: Any, i: int) -> Any:
     return _json({"ok": True})
 
 
+def interrupted(request: Any) -> Any:
+    """Read the session, let "another request" log it out, then change it."""
+    from websession.django import SessionStore
+
+    request.session.get("a")
+    SessionStore(request.session.session_key).flush()
+    request.session["b"] = 2
+    return _json({"ok": True})
+
+
 def cycle(request: Any) -> Any:
     """``cycle_key()`` and nothing else."""
     request.session.cycle_key()
@@ -231,6 +241,7 @@ def _patterns() -> list[Any]:
         path("burst/<int:i>", burst),
         path("expiry/<int:seconds>", expiry),
         path("cycle", cycle),
+        path("interrupted", interrupted),
         path("login", login_view),
         path("logout", logout_view),
         path("password", change_password),

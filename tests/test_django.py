@@ -410,6 +410,33 @@ def test_a_read_only_request_writes_nothing_until_a_refresh_is_due() -> None:
     manager.close()
 
 
+def test_save_every_request_resends_the_cookie_without_writing() -> None:
+    spy = SpyProvider(MemoryProvider())
+    manager = Manager(spy, manager_config(), session_class=BackingSession)
+    with override_settings(WEBSESSION={"manager": manager}, SESSION_SAVE_EVERY_REQUEST=True):
+        client = Client()
+        key = _cookie(client.get("/set/a"))
+        writes = spy.counts["create"] + spy.counts["update"] + spy.counts["touch"]
+        for path in ("/show", "/messages/read"):  # reads; the second never uses the session
+            assert _cookie(client.get(path)) == key
+        assert spy.counts["create"] + spy.counts["update"] + spy.counts["touch"] == writes
+    manager.close()
+
+
+def test_a_logout_elsewhere_interrupts_a_saving_request(memory: Manager) -> None:
+    key = _cookie(Client().get("/set/a"))
+    session = SessionStore(key)
+    session["b"] = 2
+    _with_cookie(key).get("/logout")
+    with pytest.raises(UpdateError):
+        session.save()
+    # Through the middleware, Django answers 400 (SessionInterrupted), as with its db
+    # backend, and the session stays deleted.
+    key = _cookie(Client().get("/set/a"))
+    assert _with_cookie(key).get("/interrupted").status_code == 400
+    assert not SessionStore().exists(key)
+
+
 def test_clearsessions_runs_the_gc(tmp_path: Path) -> None:
     with store("sqlite", tmp_path) as conf, override_settings(WEBSESSION=conf):
         session = SessionStore()
