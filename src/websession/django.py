@@ -40,10 +40,13 @@ How Django's calls map:
   true when the deadline is due for a refresh (once a tenth of the idle timeout has
   passed since the last write), so the stock middleware saves — one cheap refresh — and
   sends the cookie again with a fresh ``Max-Age``.
-* ``clear_expired()`` (``manage.py clearsessions``) runs the provider's GC.
+* ``clear_expired()`` (``manage.py clearsessions``, with ``django.contrib.sessions`` in
+  ``INSTALLED_APPS``; its table is not used) runs the provider's GC.
 * The async API (``aget``, ``aset``, ``acycle_key``, ``aflush``, ``asave``, ...) uses the
   provider's async twins. With a provider that does I/O, load the session with an awaited
-  call (``await request.session.aget(...)``) before sync reads in async code.
+  call (``await request.session.aget(...)``) before sync reads in async code. Serve async
+  views with ASGI: under WSGI Django runs each one on a new event loop, and a network
+  provider keeps its async connections per loop.
 
 One :class:`~websession.Manager` serves the process, built on first use from the settings
 (:func:`get_manager`), closed at exit or when a test overrides ``WEBSESSION`` or a
