@@ -254,3 +254,34 @@ def test_managers_hand_out_the_session_class_they_are_given() -> None:
     sealed = Manager("cookie", {"providerConfig": {"securityKey": "s" * 32}},
                      session_class=FrameworkSession)
     assert type(request(sealed)) is FrameworkSession
+
+
+def test_mark_modified_stores_even_an_empty_new_session() -> None:
+    manager = Manager("memory")
+    session = request(manager)
+    session.mark_modified()
+    sid = cookie_of(release(session))
+    assert manager.get_active_session() == 1
+    assert not request(manager, sid).is_new
+
+
+def test_a_concurrent_save_keeps_the_lifetime_another_request_set() -> None:
+    manager = Manager("memory")
+    first = request(manager)
+    first["a"] = 1
+    sid = cookie_of(release(first))
+    slow = request(manager, sid)
+    slow["b"] = 2  # loaded before the lifetime changed
+    fast = request(manager, sid)
+    fast.set_lifetime(idle=120, persistent=True)
+    release(fast)
+    release(slow)  # conflicts, re-applies its own change over the newer record
+    after = request(manager, sid)
+    assert dict(after) == {"a": 1, "b": 2}
+    assert after.idle_timeout == 120 and after.persistent is True
+
+
+def test_get_session_store_without_an_id_is_a_fresh_session() -> None:
+    manager = Manager("memory")
+    session = manager.get_session_store(None)
+    assert session.is_new and dict(session) == {}

@@ -419,7 +419,7 @@ class StoreEngine(Engine):
         if state.snapshots:
             state.collect_mutations()
         if state.is_new:
-            if state.data or state.old_sid is not None:
+            if state.data or state.old_sid is not None or state.forced:
                 return self._save_new(state, time.time())
             return None
         if state.changes or state.cleared or state.forced:
@@ -444,7 +444,7 @@ class StoreEngine(Engine):
 
     def _save_new(self, state: SessionState, now: float) -> Plan[None]:
         old_sid = state.retire_old_sid()
-        if state.data:
+        if state.data or state.forced:  # an empty session is stored only when asked
             record = Record(self.encode(state, now, state.data), self.deadline(state, now, now), 1)
             while not (yield self._create, (state.sid, record)):
                 state.new_id(self.ids.new())  # an ID collision: 2**-128, but never overwrite
@@ -471,6 +471,8 @@ class StoreEngine(Engine):
                 state.start_fresh(self.ids.new(), expire_cookie=False)
                 return
             data, version = state.reapply(decoded[1]), current.version
+            state.concurrent_lifetime(decoded[2])
+            deadline = self.deadline(state, created, now)
         raise SessionConflictError(
             f"gave up saving a session after {MAX_SAVE_ATTEMPTS} concurrent-update conflicts"
         )

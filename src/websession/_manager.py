@@ -149,8 +149,9 @@ class Manager:
         req[SESSION_KEY] = session
         return session
 
-    def get_session_store(self, sid: str) -> SessionStore:
-        """The session with ID ``sid`` outside any request (a fresh one if unknown)."""
+    def get_session_store(self, sid: str | None) -> SessionStore:
+        """The session with ID ``sid`` outside any request (a fresh one if unknown, or if
+        ``sid`` is ``None``)."""
         return self._engine.open(sid)
 
     def session_destroy(self, request: Any) -> None:

@@ -52,7 +52,7 @@ class SealEngine(Engine):
         now = time.time()
         if state.is_new:
             rotated = state.retire_old_sid() is not None
-            if not state.data:
+            if not state.data and not state.forced:
                 if rotated:
                     state.dropped()
                 return

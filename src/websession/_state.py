@@ -48,6 +48,7 @@ class SessionState:
         "handle",
         "idle",
         "is_new",
+        "lifetime_set",
         "loaded",
         "old_sid",
         "persistent",
@@ -82,6 +83,7 @@ class SessionState:
         self.handle: Any = None
         self.settled = True  # not loaded, or new and empty: nothing to save
         self.forced = False
+        self.lifetime_set = False
         self.idle: float | None = None
         self.absolute: float | None = None
         self.persistent: bool | None = None
@@ -128,7 +130,7 @@ class SessionState:
         self.expire_cookie = expire_cookie
         self.handle = None
         self.settled = True
-        self.forced = False
+        self.forced = self.lifetime_set = False
         self.idle = self.absolute = self.persistent = None
 
     # -- the application's changes ----------------------------------------------------
@@ -163,7 +165,15 @@ class SessionState:
         """Give the session a lifetime of its own (``None``: the manager's); the next
         release saves it."""
         self.idle, self.absolute, self.persistent = idle, absolute, persistent
+        self.lifetime_set = True
         self.force_save()
+
+    def concurrent_lifetime(self, lifetime: tuple[float | None, float | None, bool | None] | None,
+                            ) -> None:
+        """Another request saved first with ``lifetime``: keep it, unless this request set
+        a lifetime of its own (then ours is the later word)."""
+        if not self.lifetime_set:
+            self.idle, self.absolute, self.persistent = lifetime or (None, None, None)
 
     def force_save(self) -> None:
         """Make the next release write the session even if no value changed."""
@@ -215,7 +225,7 @@ class SessionState:
         self.old_sid = None
         self.refresh_checked = True  # the write just set the deadline
         self.settled = True
-        self.forced = False
+        self.forced = self.lifetime_set = False
         if send_id:
             self.send_id = True
             self.expire_cookie = False
