@@ -816,3 +816,26 @@ def test_async_views_use_the_session_without_awaiting(tmp_path: Path,
     client = Browser(client_send(app))
     assert [client.get("/async-count").body for _ in range(3)] == [b"1", b"2", b"3"]
     assert b"await session.aload()" in client.get("/async-direct").body
+
+
+def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Flask\n", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)  # its SQLite file goes here
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    exec(compile(code, "README.md", "exec"), namespace)
+    app: Flask = namespace["app"]
+    try:
+        client = app.test_client()
+        response = client.post("/login", data={"user": "<ann>", "remember": "on"})
+        set_cookie = response.headers["Set-Cookie"]
+        assert 604790 <= int(attributes(set_cookie)["max-age"]) <= 604800
+        page = client.get("/").get_data(as_text=True)
+        assert "Welcome!" in page and "Hello &lt;ann&gt;, visit 1." in page
+        assert "visit 2." in client.get("/").get_data(as_text=True)
+        client.post("/logout")
+        assert "Log in" in client.get("/").get_data(as_text=True)
+        assert (tmp_path / "sessions.sqlite3").exists()
+    finally:
+        app.extensions["websession"].close()
