@@ -31,6 +31,7 @@ from .app import (
     MAX_BODY_BYTES,
     MAX_BURST,
     MAX_USERNAME_CHARS,
+    _HTTPError,
     _interrupt,
     _login_page,
     _page,
@@ -48,15 +49,6 @@ _HTML = "text/html; charset=utf-8"
 _FORM = "application/x-www-form-urlencoded"
 
 
-class _Refused(Exception):
-    """A request the app refuses, with the status and a message for the user."""
-
-    def __init__(self, status: HTTPStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 def flask_manager(manager: Manager) -> Manager:
     """``manager`` if it hands out Flask sessions; otherwise a new manager of the same
     provider class and configuration that does (the caller closes it)."""
@@ -72,7 +64,7 @@ def _html(body: bytes, status: HTTPStatus = HTTPStatus.OK) -> Response:
 def _form_value(name: str) -> str:
     """One field of a form body; anything but a form is refused."""
     if request.mimetype != _FORM:
-        raise _Refused(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Please submit the login form.")
+        raise _HTTPError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Please submit the login form.")
     return request.form.get(name, "")
 
 
@@ -105,8 +97,8 @@ def make_app(manager: Manager, provider: str | None = None) -> Flask:
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
-    @app.errorhandler(_Refused)
-    def refused(exc: _Refused) -> ResponseReturnValue:
+    @app.errorhandler(_HTTPError)
+    def refused(exc: _HTTPError) -> ResponseReturnValue:
         if request.path == "/login":
             return _html(_login_page(error=exc.message), exc.status)
         return _html(_page("Bad request", f"<p>{html.escape(exc.message)}</p>"), exc.status)
@@ -143,9 +135,9 @@ def make_app(manager: Manager, provider: str | None = None) -> Flask:
     def login() -> ResponseReturnValue:
         username = _form_value("username").strip()
         if not username:
-            raise _Refused(HTTPStatus.BAD_REQUEST, "Please enter a username.")
+            raise _HTTPError(HTTPStatus.BAD_REQUEST, "Please enter a username.")
         if len(username) > MAX_USERNAME_CHARS:
-            raise _Refused(HTTPStatus.BAD_REQUEST,
+            raise _HTTPError(HTTPStatus.BAD_REQUEST,
                            f"Usernames have at most {MAX_USERNAME_CHARS} characters.")
         # A new ID at every privilege change: an ID planted before login is worthless.
         session.regenerate_id()
@@ -171,7 +163,7 @@ def make_app(manager: Manager, provider: str | None = None) -> Flask:
     def burst_start() -> ResponseReturnValue:
         raw = _form_value("requests")
         if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_BURST:
-            raise _Refused(HTTPStatus.BAD_REQUEST, f"Send 1 to {MAX_BURST} requests.")
+            raise _HTTPError(HTTPStatus.BAD_REQUEST, f"Send 1 to {MAX_BURST} requests.")
         for key in [k for k in session if _BURST_KEY.fullmatch(k)]:
             del session[key]
         # Stores the session if it was not yet, so the burst's requests all share it.
@@ -182,7 +174,7 @@ def make_app(manager: Manager, provider: str | None = None) -> Flask:
     def burst() -> ResponseReturnValue:
         raw = _form_value("key")
         if not _DIGITS.fullmatch(raw) or int(raw) >= MAX_BURST:
-            raise _Refused(HTTPStatus.BAD_REQUEST, "Bad key.")
+            raise _HTTPError(HTTPStatus.BAD_REQUEST, "Bad key.")
         session.get("burst_requests")  # read first, as a handler does
         time.sleep(BURST_WORK_SECONDS)
         session[f"burst-{int(raw):02d}"] = int(raw)

@@ -286,7 +286,6 @@ class WebSessionInterface(SessionInterface):
         if vary:
             response.vary.add("Cookie")
 
-
     @staticmethod
     def _resend_as_browser_session_cookie(sess: FlaskSession,
                                           headers: list[tuple[str, str]]) -> None:
