@@ -455,6 +455,8 @@ def test_flask_login_logout_ends_the_login_and_moves_the_session(
     assert client.replay(logged_in)["user"] is None  # the logged-in ID is dead
 
 
+# Flask-Login 0.6.3 dates its remember cookie with datetime.utcnow(), deprecated in 3.12.
+@pytest.mark.filterwarnings("ignore:datetime.datetime.utcnow:DeprecationWarning")
 def test_flask_login_remember_me_logs_in_again_after_the_browser_closes(
         browser: Callable[..., Browser]) -> None:
     client = browser()
