@@ -285,3 +285,16 @@ def test_get_session_store_without_an_id_is_a_fresh_session() -> None:
     manager = Manager("memory")
     session = manager.get_session_store(None)
     assert session.is_new and dict(session) == {}
+
+
+def test_dropping_persistence_resends_the_cookie_without_max_age() -> None:
+    manager = Manager("memory")
+    session = request(manager)
+    session["user"] = "ann"
+    session.set_lifetime(persistent=True)
+    sid = cookie_of(release(session))
+    again = request(manager, sid)
+    again.set_lifetime(persistent=False)
+    headers = release(again)
+    assert cookie_of(headers) == sid
+    assert "max-age" not in attributes(headers["Set-Cookie"])

@@ -345,8 +345,9 @@ class StoreEngine(Engine):
     def load(self, state: SessionState) -> None:
         """Read ``state`` from the store."""
         if self.blocking:
-            self.refuse_on_loop("session.aload()", " first (the ASGI middleware does it for "
-                                "you; then use the session without awaiting)")
+            self.refuse_on_loop("session.aload()", " first (the ASGI middleware and the "
+                                "framework adapters do it for you; then use the session "
+                                "without awaiting)")
         # The one step of every request that uses its session: called directly, its driver
         # errors translated as the drivers translate them.
         try:
@@ -460,8 +461,9 @@ class StoreEngine(Engine):
         for _ in range(MAX_SAVE_ATTEMPTS):
             record = Record(self.encode(state, created, data), deadline, version + 1)
             if (yield self._update, (state.sid, record, version)):
+                # A changed lifetime changes the cookie too (a Max-Age added or dropped).
                 state.committed(state.sid, data, created, version + 1, deadline,
-                                self.slides_cookie(state))
+                                state.lifetime_set or self.slides_cookie(state))
                 return
             # Lost a race, or the session is gone. Reload; re-apply only our own changes.
             current: Record | None = yield self._read, (state.sid,)

@@ -80,7 +80,7 @@ try:
     from django.core.signals import setting_changed  # type: ignore[import-untyped]
     from django.utils.module_loading import import_string  # type: ignore[import-untyped]
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise MissingDependencyError("django", "django", "django") from exc
+    raise MissingDependencyError("django", "django", "django", "adapter") from exc
 
 __all__ = [
     "BackingSession",

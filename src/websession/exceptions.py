@@ -41,12 +41,13 @@ class UnknownProviderError(ConfigurationError, LookupError):
 
 
 class MissingDependencyError(WebSessionError, ImportError):
-    """A provider's driver is not installed; the message names the extra to install."""
+    """A provider's driver or an adapter's framework is not installed; the message names
+    the extra to install. ``kind`` says what needs it ("session provider", "adapter")."""
 
-    def __init__(self, provider: str, extra: str, module: str) -> None:
+    def __init__(self, provider: str, extra: str, module: str,
+                 kind: str = "session provider") -> None:
         super().__init__(
-            f"the {provider!r} session provider needs {module!r}: "
-            f"pip install 'websession[{extra}]'"
+            f"the {provider!r} {kind} needs {module!r}: pip install 'websession[{extra}]'"
         )
         self.extra = extra
 

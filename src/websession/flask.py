@@ -83,9 +83,7 @@ try:
     from flask.sessions import SessionInterface, SessionMixin
     from werkzeug.exceptions import ServiceUnavailable
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without flask
-    missing = MissingDependencyError("flask", "flask", "flask")
-    missing.args = ("websession.flask needs 'flask': pip install 'websession[flask]'",)
-    raise missing from exc
+    raise MissingDependencyError("flask", "flask", "flask", "adapter") from exc
 
 if TYPE_CHECKING:
     from ._core import Engine
