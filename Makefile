@@ -41,6 +41,7 @@ bench: $(STAMP) services
 	$(PY) -m bench.redis_bench $(BENCH_FLAGS)
 	$(PY) -m bench.sql_bench $(BENCH_FLAGS)
 	$(PY) -m bench.flask_bench $(BENCH_FLAGS)
+	$(PY) -m bench.django_bench $(BENCH_FLAGS)
 	$(PY) -m bench.report
 
 clean:

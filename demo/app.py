@@ -579,6 +579,33 @@ def _url(server: ThreadingWSGIServer) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
+#: The framework versions of the demo: ``demo/<module>.py`` with ``serve(manager, host, port)``.
+FRAMEWORKS = {"flask": "flask_app", "django": "django_app", "fastapi": "fastapi_app",
+              "aiohttp": "aiohttp_app"}
+
+
+def _serve_framework(name: str, host: str, port: int) -> int:
+    import importlib
+
+    try:
+        module = importlib.import_module(f"demo.{FRAMEWORKS[name]}")
+    except ImportError as exc:
+        print(f"demo: the {name} demo needs its framework: {exc}", file=sys.stderr)
+        return 2
+    try:
+        manager = build_manager()
+    except WebSessionError as exc:
+        print(f"demo: bad session settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        module.serve(manager, host, port)
+    except KeyboardInterrupt:
+        print("\nstopping", flush=True)
+    finally:
+        manager.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve the demo until Ctrl-C (or SIGTERM); return the exit status."""
     parser = argparse.ArgumentParser(
@@ -589,9 +616,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
+    parser.add_argument("--framework", choices=["wsgi", *FRAMEWORKS], default="wsgi",
+                        help="serve the demo through a framework adapter (default: plain WSGI)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port} is not a TCP port")
+    if args.framework != "wsgi":
+        return _serve_framework(args.framework, args.host, args.port)
 
     try:
         manager = build_manager()
