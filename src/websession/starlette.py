@@ -71,7 +71,7 @@ __all__ = [
 
 log = logging.getLogger("websession")
 
-_UNAVAILABLE_BODY = b"Service Unavailable: the session store cannot be reached.\n"
+_UNAVAILABLE_BODY = b"503 Service Unavailable: the session store is unavailable; try again.\n"
 #: "Try Again Later": the websocket close code for a temporary server condition.
 WS_TRY_AGAIN_LATER = 1013
 
@@ -115,9 +115,8 @@ class SessionMiddleware(ASGISessionMiddleware):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the application with the connection's session; answer 503 when the store
         is down and nothing has been sent yet."""
-        if not self._io or scope["type"] not in ("http", "websocket"):
-            # Nothing that can fail on I/O (or no session at all): the base class does it.
-            await super().__call__(scope, receive, send)
+        if scope["type"] not in ("http", "websocket"):  # lifespan: no session
+            await self.app(scope, receive, send)
             return
         started = False
 
@@ -127,7 +126,8 @@ class SessionMiddleware(ASGISessionMiddleware):
             await send(message)
 
         try:
-            if self.autoload_paths and self._wants_load(scope["path"]):
+            # (A provider without I/O is read on first use, at no cost: nothing to do.)
+            if self._io and self.autoload_paths and self._wants_load(scope["path"]):
                 session = self.manager.session_start(scope)  # the base class finds it again
                 if not session.loaded:
                     await session.aload()
