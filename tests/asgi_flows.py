@@ -46,6 +46,9 @@ __all__ = [
     "WORK_SECONDS",
     "Browser",
     "ClosingSpy",
+    "FlowSuite",
+    "browse",
+    "calls",
     "check_concurrent_keys",
     "check_login_read_logout",
     "check_own_idle_expiry",
@@ -184,6 +187,30 @@ def serve(app: Any) -> Iterator[str]:
         assert not thread.is_alive(), "uvicorn did not stop"
 
 
+def calls(manager: Manager) -> dict[str, int]:
+    """The store calls a spied manager's provider saw since the last look (then forgotten)."""
+    spy = manager.provider
+    assert isinstance(spy, SpyProvider)
+    counts = dict(spy.counts)
+    spy.calls.clear()
+    return counts
+
+
+@contextmanager
+def browse(app: Any, through: str) -> Iterator[Browser]:
+    """A :class:`Browser` talking to ``app`` through the framework's ``TestClient`` or a
+    real ``uvicorn`` server; the application's lifespan runs in both."""
+    if through == "TestClient":
+        from starlette.testclient import TestClient  # FastAPI's is this one
+
+        with TestClient(app, cookies=no_cookie_jar()) as client:
+            yield Browser(client)
+    else:
+        with serve(app) as url, httpx2.Client(base_url=url, cookies=no_cookie_jar(),
+                                              timeout=30) as client:
+            yield Browser(client)
+
+
 class Browser:
     """One browser: sends the session cookie it was last given, as a browser does."""
 
@@ -282,3 +309,20 @@ def check_concurrent_keys(browser: Browser, requests: int = 30) -> list[str]:
     assert IN_FLIGHT.peak > 1, "the requests did not overlap: nothing was tested"
     keys: list[str] = browser.request("GET", "/keys", cookie=cookie).json()
     return sorted((k for k in keys if k.startswith("k")), key=lambda k: int(k[1:]))
+
+
+class FlowSuite:
+    """The flows a user relies on, for each store and each way of serving: a framework's
+    test module subclasses it as ``TestFlows`` and supplies a ``browser`` fixture."""
+
+    def test_login_read_logout(self, browser: Browser) -> None:
+        check_login_read_logout(browser)
+
+    def test_pre_login_id_is_dead_after_login(self, browser: Browser) -> None:
+        check_pre_login_id_dead(browser)
+
+    def test_own_idle_timeout_is_enforced_on_replay(self, browser: Browser) -> None:
+        check_own_idle_expiry(browser)
+
+    def test_30_concurrent_requests_keep_30_keys(self, browser: Browser) -> None:
+        assert check_concurrent_keys(browser, 30) == [f"k{i}" for i in range(30)]

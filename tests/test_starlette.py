@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -25,13 +24,11 @@ from tests.asgi_flows import (
     STORES,
     WORK_SECONDS,
     Browser,
-    check_concurrent_keys,
-    check_login_read_logout,
-    check_own_idle_expiry,
-    check_pre_login_id_dead,
+    FlowSuite,
+    browse,
+    calls,
     dead_store_manager,
     no_cookie_jar,
-    serve,
     store_manager,
 )
 
@@ -146,44 +143,18 @@ def spied(tmp_path: Path) -> Iterator[Manager]:
         yield m
 
 
-def calls(manager: Manager) -> dict[str, int]:
-    """The store calls counted since the last look (and forget them)."""
-    spy = manager.provider
-    assert isinstance(spy, SpyProvider)
-    counts = dict(spy.counts)
-    spy.calls.clear()
-    return counts
-
-
 @pytest.fixture(params=["TestClient", "uvicorn"])
 def browser(request: pytest.FixtureRequest, manager: Manager) -> Iterator[Browser]:
-    app = make_app(manager)
-    if request.param == "TestClient":
-        with TestClient(app, cookies=no_cookie_jar()) as client:
-            yield Browser(client)
-    else:
-        with serve(app) as url, httpx2.Client(base_url=url, cookies=no_cookie_jar(),
-                                              timeout=30) as client:
-            yield Browser(client)
+    with browse(make_app(manager), request.param) as b:
+        yield b
 
 
 # -- the flows, on every store, through the TestClient and through uvicorn ----------------
 
 
-def test_login_read_logout(browser: Browser) -> None:
-    check_login_read_logout(browser)
-
-
-def test_pre_login_id_is_dead_after_login(browser: Browser) -> None:
-    check_pre_login_id_dead(browser)
-
-
-def test_own_idle_timeout_is_enforced_on_replay(browser: Browser) -> None:
-    check_own_idle_expiry(browser)
-
-
-def test_30_concurrent_requests_keep_30_keys(browser: Browser) -> None:
-    assert check_concurrent_keys(browser, 30) == [f"k{i}" for i in range(30)]
+class TestFlows(FlowSuite):
+    """Login, read, logout; the pre-login ID dead after login; a session's own idle
+    timeout on replay; 30 concurrent requests keeping 30 keys."""
 
 
 # -- loading only where needed ------------------------------------------------------------
