@@ -6,6 +6,8 @@ websession's session type, so ``await session.aregenerate_id()`` and the rest ch
 from __future__ import annotations
 
 import asyncio
+import importlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, assert_type
@@ -29,7 +31,7 @@ from tests.asgi_flows import (
     store_manager,
 )
 
-from websession import Manager, SessionStore
+from websession import Manager, MissingDependencyError, SessionStore
 from websession.fastapi import (
     SessionDep,
     SessionMiddleware,
@@ -250,3 +252,16 @@ def test_store_outage_answers_503_with_retry_after(autoload: bool) -> None:
                 "/ws", headers=dead_cookie):
             pass
         assert closed.value.code == 1013
+
+
+@pytest.mark.parametrize(("hidden", "module", "extra"), [
+    ("starlette.requests", "websession.starlette", "starlette"),
+    ("fastapi", "websession.fastapi", "fastapi"),
+])
+def test_without_the_framework_the_error_names_the_extra(
+        monkeypatch: pytest.MonkeyPatch, hidden: str, module: str, extra: str) -> None:
+    monkeypatch.setitem(sys.modules, hidden, None)  # what an absent package looks like
+    monkeypatch.delitem(sys.modules, module)
+    with pytest.raises(MissingDependencyError, match=rf"websession\[{extra}\]") as error:
+        importlib.import_module(module)
+    assert error.value.extra == extra

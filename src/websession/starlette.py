@@ -30,7 +30,8 @@ Starlette application expects around it:
 * **store outages.** :class:`~websession.StoreUnavailableError` (raised while loading, by a
   handler, or by the save before the response starts) becomes ``503 Service Unavailable``
   with ``Retry-After``; a websocket not yet accepted is closed with code 1013 ("try again
-  later"). An exception handler the application registers for it runs first.
+  later"). For errors raised by handlers, an exception handler the application registers
+  for it runs instead.
 
 ``request.session`` still works (it is the same object), but Starlette types it as a
 ``dict``; :func:`get_session` and :func:`load_session` return it as websession's
