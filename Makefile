@@ -42,6 +42,7 @@ bench: $(STAMP) services
 	$(PY) -m bench.sql_bench $(BENCH_FLAGS)
 	$(PY) -m bench.flask_bench $(BENCH_FLAGS)
 	$(PY) -m bench.django_bench $(BENCH_FLAGS)
+	$(PY) -m bench.fastapi_bench $(BENCH_FLAGS)
 	$(PY) -m bench.report
 
 clean:

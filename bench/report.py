@@ -27,13 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
 #: The order the benches appear in.
-BENCH_ORDER = ("keys", "memory", "storage", "redis", "sql")
+BENCH_ORDER = ("keys", "memory", "storage", "redis", "sql", "fastapi")
 BENCH_TITLES = {
     "keys": "Concurrent requests on one session",
     "memory": "In memory: WSGI and ASGI (`python -m bench`)",
     "storage": "File, cookie and SQLite stores (`python -m bench.storage_bench`)",
     "redis": "Redis (`python -m bench.redis_bench`)",
     "sql": "MariaDB and PostgreSQL (`python -m bench.sql_bench`)",
+    "fastapi": "FastAPI on Redis (`python -m bench.fastapi_bench`)",
 }
 OURS = "#1a64c8"
 PEER = "#8b949e"
