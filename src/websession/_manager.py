@@ -13,7 +13,7 @@ from ._config import ManagerConfig, parse_config
 from ._core import Engine
 from ._seed import SeedBridge, SeedSessionStore
 from ._session import SessionStore
-from .cookies import parse_cookie
+from .cookies import parse_cookie_values
 from .exceptions import ConfigurationError
 from .providers import create_provider
 from .providers.base import BaseProvider, Provider
@@ -84,6 +84,13 @@ class Manager:
     # -- sessions ---------------------------------------------------------------------
 
     def _client_sid(self, req: Mapping[str, Any], asgi: bool) -> str | None:
+        """The session ID the client sent, chosen among every value it sent.
+
+        One request can carry several: the cookie once per path it was set for (a stale
+        path-scoped copy comes first), two ``Cookie`` headers joined with ``,``, then the
+        query string and the ID header where enabled. The first well-formed value wins;
+        with none, the first value, so that the response drops the malformed cookie.
+        """
         cfg = self.config
         if asgi:
             # HTTP/2 may split the Cookie header in several; they join with "; ".
@@ -94,19 +101,23 @@ class Manager:
                 cookie_header = (raw[0] if len(raw) == 1 else b"; ".join(raw)).decode("latin-1")
         else:
             cookie_header = req.get("HTTP_COOKIE", "")
-        sid = parse_cookie(cookie_header, cfg.cookie_name) if cookie_header else None
-        if not sid and cfg.enable_sid_in_url_query:
+        candidates = parse_cookie_values(cookie_header, cfg.cookie_name) if cookie_header else []
+        if cfg.enable_sid_in_url_query:
             query = req.get("query_string", b"").decode("latin-1") if asgi else req.get(
                 "QUERY_STRING", "")
-            sid = (parse_qs(query).get(cfg.cookie_name) or [None])[0]
-        if not sid and cfg.enable_sid_in_http_header:
-            name = cfg.session_name_in_http_header
+            candidates += parse_qs(query).get(cfg.cookie_name, [])
+        if cfg.enable_sid_in_http_header:
             if asgi:
-                sid = next((value.decode("latin-1") for key, value in req.get("headers", ())
-                            if key == self._sid_header), None)
+                candidates += [value.decode("latin-1") for key, value in req.get("headers", ())
+                               if key == self._sid_header]
             else:
-                sid = req.get("HTTP_" + name.upper().replace("-", "_"))
-        return sid or None
+                header = req.get("HTTP_" + cfg.session_name_in_http_header.upper().replace(
+                    "-", "_"))
+                candidates += [header] if header else []
+        if len(candidates) <= 1:  # the common case: the engine checks its shape
+            return candidates[0] if candidates else None
+        well_formed = self._engine._valid
+        return next((sid for sid in candidates if well_formed(sid)), candidates[0])
 
     def session_start(self, request: Any) -> SessionStore:
         """Return the request's session; nothing is read from the store until it is used.
