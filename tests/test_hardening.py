@@ -329,7 +329,8 @@ def test_dump_cookie_caps_max_age_as_browsers_do() -> None:
     ("x=1, sid=live", ["live"]),
     ('sid="a"; sid=a; sid=', ["a"]),
     ("xsid=no; sid=yes", ["yes"]),
-    ("sid =a ;sid= b", ["a", "b"]),
+    ("sid=a ;sid= b", ["a", "b"]),
+    ("x=sid=no; sid=yes", ["yes"]),
     ("other=1", []),
     ("", []),
 ])
@@ -592,6 +593,26 @@ def test_wsgi_store_down_is_a_503_even_when_the_app_does_not_handle_it(down: str
     assert status == "503 Service Unavailable"
     assert ("Retry-After", "5") in headers and cookie_of(headers) is None
     assert b"session store is unavailable" in body
+
+
+def test_wsgi_app_with_its_own_handling_keeps_it() -> None:
+    provider = Outage()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        session = environ["websession.session"]
+        session["x"] = 1
+        try:
+            session.session_release()  # the save, where the app can see it
+        except StoreUnavailableError:
+            start_response("503 Service Unavailable", [("Retry-After", "60")])
+            return [b"our own page"]
+        start_response("200 OK", [])
+        return [b"saved"]
+
+    provider.down = {"create"}
+    status, headers, body = call_wsgi(WSGISessionMiddleware(app, Manager(provider)))
+    assert (status, body) == ("503 Service Unavailable", b"our own page")
+    assert headers == [("Retry-After", "60")]
 
 
 def oversize_app() -> Starlette:

@@ -98,7 +98,7 @@ def _unsupported(value: Any) -> _Unstorable:
     )
 
 
-def _tag_items(value: Mapping[Any, Any]) -> dict[str, Any]:
+def _tag_dict(value: Mapping[Any, Any]) -> dict[str, Any]:
     out = {}
     for key, item in value.items():
         if type(key) is not str:
@@ -111,15 +111,17 @@ def _tag_items(value: Mapping[Any, Any]) -> dict[str, Any]:
             except _Unstorable as exc:
                 exc.path.append(f"[{key!r}]")
                 raise
-    return out
-
-
-def _tag_dict(value: Mapping[Any, Any]) -> dict[str, Any]:
-    out = _tag_items(value)
     if len(out) == 1 and next(iter(out)).startswith(_TAG):
         # Escaped as pairs: an inner object would be untagged before this one is.
         return {" dict": [[key, item] for key, item in out.items()]}
     return out
+
+
+def _tag_ordered(value: OrderedDict[Any, Any]) -> dict[str, Any]:
+    tagged = _tag_dict(value)
+    escaped = len(value) == 1 and next(iter(value)).startswith(_TAG)
+    pairs = tagged[" dict"] if escaped else [[key, item] for key, item in tagged.items()]
+    return {" odict": pairs}
 
 
 def _tag_list(value: Iterable[Any]) -> list[Any]:
@@ -158,20 +160,16 @@ def _zone_key(value: _dt.datetime | _dt.time) -> str | None:
     )
 
 
-def _tag_datetime(value: _dt.datetime) -> dict[str, Any]:
+def _tag_clock(tag: str, value: _dt.datetime | _dt.time) -> dict[str, Any]:
     key = _zone_key(value)
     if key is None:
-        return {" datetime": value.isoformat()}
+        if not value.fold:
+            return {tag: value.isoformat()}
+        # isoformat() drops the fold, which still decides what a naive time means locally.
+        return {tag: [value.isoformat(), None, 1]}
     # The wall time, the zone and the fold: an offset would not say which zone, and the
     # wall time alone is ambiguous in the hour a clock goes back.
-    return {" datetime": [value.replace(tzinfo=None).isoformat(), key, value.fold]}
-
-
-def _tag_time(value: _dt.time) -> dict[str, Any]:
-    key = _zone_key(value)
-    if key is None:
-        return {" time": value.isoformat()}
-    return {" time": [value.replace(tzinfo=None).isoformat(), key, value.fold]}
+    return {tag: [value.replace(tzinfo=None).isoformat(), key, value.fold]}
 
 
 def _b64(value: bytes | bytearray) -> str:
@@ -182,16 +180,16 @@ _TAGGERS: dict[type, Callable[[Any], Any]] = {
     dict: _tag_dict,
     list: _tag_list,
     tuple: lambda v: {" tuple": _tag_list(v)},
-    _dt.datetime: _tag_datetime,
+    _dt.datetime: lambda v: _tag_clock(" datetime", v),
     _dt.date: lambda v: {" date": v.isoformat()},
-    _dt.time: _tag_time,
+    _dt.time: lambda v: _tag_clock(" time", v),
     bytes: lambda v: {" bytes": _b64(v)},
     bytearray: lambda v: {" bytearray": _b64(v)},
     frozenset: lambda v: {" frozenset": _tag_list(v)},
     set: lambda v: {" set": _tag_list(v)},
     uuid.UUID: lambda v: {" uuid": v.hex},
     Decimal: lambda v: {" decimal": str(v)},
-    OrderedDict: lambda v: {" odict": [[key, item] for key, item in _tag_items(v).items()]},
+    OrderedDict: _tag_ordered,
 }
 
 
@@ -206,8 +204,9 @@ def _tag(value: Any) -> Any:
     return tagger(value)
 
 
-# -- decoding: each converter checks the shape it was given, since a damaged record can
-# hold anything; whatever it raises becomes a DecodeError.
+# -- decoding: a damaged record can hold anything. Whatever a converter raises becomes a
+# DecodeError; where a wrong shape would convert without an error (tuple("abc")), the
+# converter checks the shape first.
 
 
 def _listed(kind: Callable[[list[Any]], Any]) -> Callable[[Any], Any]:
@@ -236,47 +235,39 @@ def _text(value: Any) -> str:
     return value
 
 
-def _zoned(value: Any) -> tuple[str, ZoneInfo, int]:
-    if type(value) is not list or len(value) != 3:
-        raise ValueError("expected [wall time, zone, fold]")
-    wall, key, fold = value
-    if type(key) is not str or not _ZONE_KEY.fullmatch(key) or fold not in (0, 1):
-        raise ValueError("bad zone or fold")
-    return _text(wall), ZoneInfo(key), 1 if fold is True else int(fold)
+def _untag_clock(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    """The decoder of a datetime or time tag: an ISO string, or [wall time, zone, fold]."""
 
+    def convert(value: Any) -> Any:
+        if type(value) is str:
+            return parse(value)
+        if type(value) is not list or len(value) != 3:
+            raise ValueError("expected an ISO string or [wall time, zone, fold]")
+        wall, key, fold = value
+        if fold not in (0, 1) or type(fold) is not int:
+            raise ValueError(f"bad fold {fold!r}")
+        clock = parse(wall)
+        if key is None:
+            return clock.replace(fold=fold)
+        if type(key) is not str or not _ZONE_KEY.fullmatch(key) or clock.tzinfo is not None:
+            raise ValueError("bad zone, or a zoned wall time with an offset")
+        return clock.replace(tzinfo=ZoneInfo(key), fold=fold)
 
-def _untag_datetime(value: Any) -> _dt.datetime:
-    if type(value) is str:
-        return _dt.datetime.fromisoformat(value)
-    wall, zone, fold = _zoned(value)
-    naive = _dt.datetime.fromisoformat(wall)
-    if naive.tzinfo is not None:
-        raise ValueError("a zoned datetime's wall time has an offset")
-    return naive.replace(tzinfo=zone, fold=fold)
-
-
-def _untag_time(value: Any) -> _dt.time:
-    if type(value) is str:
-        return _dt.time.fromisoformat(value)
-    wall, zone, fold = _zoned(value)
-    naive = _dt.time.fromisoformat(wall)
-    if naive.tzinfo is not None:
-        raise ValueError("a zoned time's wall time has an offset")
-    return naive.replace(tzinfo=zone, fold=fold)
+    return convert
 
 
 _UNTAG: dict[str, Callable[[Any], Any]] = {
     " dict": lambda v: dict(_pairs(v)),
     " odict": lambda v: OrderedDict(_pairs(v)),
     " tuple": _listed(tuple),
-    " datetime": _untag_datetime,
-    " date": lambda v: _dt.date.fromisoformat(_text(v)),
-    " time": _untag_time,
-    " bytes": lambda v: base64.b64decode(_text(v), validate=True),
-    " bytearray": lambda v: bytearray(base64.b64decode(_text(v), validate=True)),
+    " datetime": _untag_clock(_dt.datetime.fromisoformat),
+    " date": _dt.date.fromisoformat,
+    " time": _untag_clock(_dt.time.fromisoformat),
+    " bytes": lambda v: base64.b64decode(v, validate=True),
+    " bytearray": lambda v: bytearray(base64.b64decode(v, validate=True)),
     " frozenset": _listed(frozenset),
     " set": _listed(set),
-    " uuid": lambda v: uuid.UUID(_text(v)),
+    " uuid": uuid.UUID,
     " decimal": lambda v: Decimal(_text(v)),
 }
 

@@ -35,9 +35,6 @@ _PATH = re.compile(r"/[\x20-\x3a\x3c-\x7e]{0,1023}")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"\.?{_LABEL}(?:\.{_LABEL})*")
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
-# What ends a value in a Cookie header: ";" between cookies, and "," where a server joined
-# two Cookie headers into one (gunicorn does). No session ID or sealed value holds either.
-_SEPARATORS = re.compile(r"[;,]")
 
 
 def valid_cookie_name(name: str) -> bool:
@@ -56,40 +53,42 @@ def valid_cookie_domain(domain: str) -> bool:
     return len(domain) <= 253 and _DOMAIN.fullmatch(domain) is not None
 
 
-def _cleaned(values: list[str]) -> list[str]:
-    out: list[str] = []
-    for value in values:
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1]
-        if value and value not in out:
-            out.append(value)
-    return out
-
-
 def parse_cookie_values(header: str, name: str) -> list[str]:
     """Return every value of the cookies called ``name`` in a ``Cookie`` header, in order.
 
     A browser sends a cookie once per path it was set for, the most specific path first,
     and a server may join two ``Cookie`` headers with ``,``; so one name can carry a stale
-    value before the live one, and a caller must consider each. A comma ends a value
-    (session IDs never hold one). Surrounding double quotes are removed, nothing is
-    unescaped, and empty or repeated values are left out.
+    value before the live one, and a caller must consider each. A value ends at ``;`` or
+    ``,`` (session IDs never hold either). Surrounding double quotes are removed, nothing
+    is unescaped, and empty or repeated values are left out.
     """
     target = name + "="
     if header.startswith(target):  # the common case: our cookie first, and only once
         end = header.find(";")
         value = header[len(target) : end if end >= 0 else None]
-        if "," not in value and (end < 0 or target not in header[end:]):
-            return _cleaned([value])
-    elif target not in header:
-        return []
-    values = []
-    for part in _SEPARATORS.split(header):
-        key, sep, value = part.partition("=")
-        if sep and key.strip() == name:
-            values.append(value)
-    return _cleaned(values)
+        if "," not in value and (end < 0 or header.find(target, end) < 0):
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return [value] if value else []
+    values: list[str] = []
+    at = header.find(target)
+    while at >= 0:
+        start = at + len(target)
+        before = at
+        while before and header[before - 1] in " \t":
+            before -= 1
+        # Only at the start of a cookie: not inside another's name ("xsid=") or value.
+        if not before or header[before - 1] in ";,":
+            semicolon, comma = header.find(";", start), header.find(",", start)
+            end = semicolon if comma < 0 or 0 <= semicolon < comma else comma
+            value = header[start : end if end >= 0 else None].strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            if value and value not in values:
+                values.append(value)
+        at = header.find(target, start)
+    return values
 
 
 def parse_cookie(header: str, name: str) -> str | None:

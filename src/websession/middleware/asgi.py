@@ -129,30 +129,25 @@ class ASGISessionMiddleware:
         # unsaved: the save failed and the application's own error response went out.
         started = answered = unsaved = False
 
-        def answer(exc: WebSessionError) -> Awaitable[None]:
-            nonlocal answered
-            answered = True
-            return self._answer(scope, send, exc)
-
         if not self._blocking:
             # Releasing does no I/O: a plain function can hand back send's awaitable, and
             # the session is saved (in memory) before the response starts.
             def send_now(message: Message) -> Awaitable[None]:
-                nonlocal started, unsaved
+                nonlocal started, answered, unsaved
                 if answered:
                     return _nothing()
                 if message["type"] == start:
-                    started = True
                     extra: list[tuple[str, str]] = []
                     try:
                         session.session_release(extra)
                     except SESSION_ERRORS as exc:
                         if not keeps_own_error(exc, message.get("status", 200)):
-                            started = False
-                            return answer(exc)
+                            answered = True
+                            return self._answer(scope, send, exc)
                         unsaved = True
                     if extra:
                         _add_headers(message, extra)
+                    started = True
                 return send(message)
 
             app_send: Send = send_now
@@ -161,26 +156,26 @@ class ASGISessionMiddleware:
                 try:
                     await session.aload()
                 except StoreUnavailableError as exc:
-                    await answer(exc)
+                    await self._answer(scope, send, exc)
                     return
 
             async def send_after_save(message: Message) -> None:
-                nonlocal started, unsaved
+                nonlocal started, answered, unsaved
                 if answered:
                     return
                 if message["type"] == start:
-                    started = True
                     extra: list[tuple[str, str]] = []
                     try:
                         await session.asession_release(extra)
                     except SESSION_ERRORS as exc:
                         if not keeps_own_error(exc, message.get("status", 200)):
-                            started = False
-                            await answer(exc)
+                            answered = True
+                            await self._answer(scope, send, exc)
                             return
                         unsaved = True
                     if extra:
                         _add_headers(message, extra)
+                    started = True
                 await send(message)
 
             app_send = send_after_save
@@ -190,7 +185,7 @@ class ASGISessionMiddleware:
         except SESSION_ERRORS as exc:
             if started or answered:
                 raise
-            await answer(exc)  # raised by a handler that loads or saves by itself
+            await self._answer(scope, send, exc)  # from a handler that loads or saves itself
             return
         if answered or unsaved:
             return
@@ -204,4 +199,4 @@ class ASGISessionMiddleware:
                 log.error("session changes made after the response started were lost: %s",
                           exc, exc_info=exc)
             else:
-                await answer(exc)
+                await self._answer(scope, send, exc)

@@ -91,19 +91,11 @@ class WSGISessionMiddleware:
             if not failed:
                 session.session_release()
 
-        def save_after_body() -> None:
-            try:
-                save_late_changes()
-            except SESSION_ERRORS as exc:  # the response is out: nothing else to do
-                log.error("session changes made while the body streamed were lost: %s",
-                          exc, exc_info=exc)
-
         try:
             body = self.app(environ, start)
-            if type(body) is not list:
-                return _Body(body, save_after_body)
-            save_late_changes()  # already complete: save any late change now, no wrapper
-            return body
+            if type(body) is list:  # already complete: save any late change now, no wrapper
+                save_late_changes()
+                return body
         except SESSION_ERRORS as exc:
             failed = True
             code, headers, page = answer_for(exc, self.retry_after)
@@ -111,3 +103,12 @@ class WSGISessionMiddleware:
             # could be done then.
             start_response(f"{code} {HTTPStatus(code).phrase}", headers, sys.exc_info())
             return [page]
+
+        def save_after_body() -> None:
+            try:
+                save_late_changes()
+            except SESSION_ERRORS as exc:  # the response is out: nothing else to do
+                log.error("session changes made while the body streamed were lost: %s",
+                          exc, exc_info=exc)
+
+        return _Body(body, save_after_body)
