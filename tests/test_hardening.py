@@ -28,6 +28,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from tests.redis_servers import HOST, RedisServer, free_port, require_redis_binaries
+from tests.test_demo import FlakyStore
 from tests.test_middleware import call_wsgi, cookie_of
 
 from websession import (
@@ -394,26 +395,11 @@ def test_a_stale_duplicate_first_never_expires_the_live_cookie() -> None:
 # -- items 4 and 8: outages and oversize sessions under ASGI and WSGI --------------------
 
 
-class Outage(MemoryProvider):
-    """A blocking provider whose store goes down, primitive by primitive, on demand."""
+class Outage(FlakyStore):
+    """The demo tests' flaky store, blocking (so the async twins run) and failing on
+    demand in every primitive a request uses."""
 
     blocking = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.down: set[str] = set()
-
-    def _check(self, primitive: str) -> None:
-        if primitive in self.down:
-            raise ConnectionRefusedError(f"{primitive}: the store is down")
-
-    def read(self, sid: str) -> Record | None:
-        self._check("read")
-        return super().read(sid)
-
-    def create(self, sid: str, record: Record) -> bool:
-        self._check("create")
-        return super().create(sid, record)
 
     def update(self, sid: str, record: Record, expected_version: int) -> bool:
         self._check("update")
@@ -460,9 +446,9 @@ async def test_asgi_store_down_at_autoload_is_a_503(kind: str,
     provider = Outage()
     async with client_for(ASGISessionMiddleware(counting_apps()[kind], Manager(provider))) as c:
         assert (await c.get("/")).text == "1"
-        provider.down = {"read"}
+        provider.failing = {"read"}
         assert_503(await c.get("/"))
-        provider.down = set()
+        provider.failing = set()
         assert (await c.get("/")).text == "2"  # nothing was half-done
     assert "answering 503" in caplog.text
 
@@ -474,10 +460,10 @@ async def test_asgi_store_down_at_save_is_a_503(kind: str, down: str) -> None:
     async with client_for(ASGISessionMiddleware(counting_apps()[kind], Manager(provider))) as c:
         if down == "update":
             await c.get("/")
-        provider.down = {down}
+        provider.failing = {down}
         response = await c.get("/")
         assert_503(response)
-        provider.down = set()
+        provider.failing = set()
         assert (await c.get("/")).text == ("1" if down == "create" else "2")
 
 
@@ -490,7 +476,7 @@ async def test_asgi_store_down_in_a_handler_that_loads_itself_is_a_503() -> None
 
     async with client_for(ASGISessionMiddleware(app, Manager(provider), autoload=False)) as c:
         await c.get("/")
-        provider.down = {"read"}
+        provider.failing = {"read"}
         assert_503(await c.get("/"))
 
 
@@ -511,11 +497,11 @@ async def test_asgi_app_with_its_own_handling_keeps_it() -> None:
     app = Starlette(routes=[Route("/", handler)],
                     exception_handlers={StoreUnavailableError: unavailable})
     async with client_for(ASGISessionMiddleware(app, Manager(provider), autoload=False)) as c:
-        provider.down = {"create"}
+        provider.failing = {"create"}
         response = await c.get("/")
         assert (response.status_code, response.text) == (503, "our own page")
         assert response.headers["retry-after"] == "60"
-        provider.down = set()
+        provider.failing = set()
         response = await c.get("/")
         assert response.text == "saved" and "set-cookie" in response.headers
 
@@ -542,7 +528,7 @@ async def test_asgi_websocket_outage_refuses_the_handshake_with_1013() -> None:
         sent.append(dict(message))
 
     for down in ("read", "update"):
-        provider.down = {down}
+        provider.failing = {down}
         sent.clear()
 
         scope = {"type": "websocket", "path": "/ws", "raw_path": b"/ws", "root_path": "",
@@ -565,7 +551,7 @@ async def test_asgi_save_failing_after_the_response_started_is_logged(
         session["n"] = 1
         await send({"type": "http.response.start", "status": 200, "headers": []})
         session["late"] = True  # changed while the body streams...
-        provider.down = {"update"}  # ...and the store goes down before the final save
+        provider.failing = {"update"}  # ...and the store goes down before the final save
         await send({"type": "http.response.body", "body": b"done"})
 
     async with client_for(ASGISessionMiddleware(app, Manager(provider))) as c:
@@ -587,7 +573,7 @@ def test_wsgi_store_down_is_a_503_even_when_the_app_does_not_handle_it(down: str
         start_response("200 OK", [])
         return [b"ok"]
 
-    provider.down = {down}
+    provider.failing = {down}
     status, headers, body = call_wsgi(WSGISessionMiddleware(app, manager),
                                       f"gosessionid={sid}" if down == "read" else None)
     assert status == "503 Service Unavailable"
@@ -609,7 +595,7 @@ def test_wsgi_app_with_its_own_handling_keeps_it() -> None:
         start_response("200 OK", [])
         return [b"saved"]
 
-    provider.down = {"create"}
+    provider.failing = {"create"}
     status, headers, body = call_wsgi(WSGISessionMiddleware(app, Manager(provider)))
     assert (status, body) == ("503 Service Unavailable", b"our own page")
     assert headers == [("Retry-After", "60")]
