@@ -6,22 +6,29 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._ids import SessionIDs
 from .codecs import Codec, JSONCodec
+from .cookies import (
+    MAX_COOKIE_AGE,
+    valid_cookie_domain,
+    valid_cookie_name,
+    valid_cookie_path,
+)
 from .exceptions import ConfigurationError
 
-__all__ = ["ManagerConfig", "parse_config"]
+__all__ = ["MAX_LIFETIME", "ManagerConfig", "parse_config"]
 
 # Go's http.SameSite: 0 unset, 1 DefaultMode, 2 Lax, 3 Strict, 4 None. Unset and the
 # default mode both mean Lax here: the secure default.
 _SAMESITE_INTS = {0: "Lax", 1: "Lax", 2: "Lax", 3: "Strict", 4: "None"}
 _SAMESITE_NAMES = {"lax": "Lax", "strict": "Strict", "none": "None", "default": "Lax"}
-_HEADER_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: The longest idle timeout, absolute lifetime or GC interval (seconds) accepted: 10 years.
+#: Past it a deadline stops being a date every store can hold.
+MAX_LIFETIME = 10 * 365 * 86400
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -204,35 +211,48 @@ def _validate(cfg: ManagerConfig) -> None:
     def fail(key: str, why: str) -> None:
         raise ConfigurationError(f"{key}: {why}", key=key)
 
-    if not _HEADER_TOKEN.fullmatch(cfg.cookie_name):
+    def seconds(key: str, value: int, low: int, high: int, meaning: str) -> None:
+        if not low <= value <= high:
+            fail(key, f"{value} is out of range: give {meaning} from {low} to {high}")
+
+    if not valid_cookie_name(cfg.cookie_name):
         fail("cookieName", f"{cfg.cookie_name!r} is not a valid cookie name")
-    if cfg.gc_lifetime <= 0:
-        fail("gclifetime", "the GC interval must be a positive number of seconds")
-    if cfg.max_lifetime < 0:
-        fail("maxLifetime", "must not be negative (0 means gclifetime)")
-    if cfg.absolute_lifetime <= 0:
-        fail("absoluteLifetime", "must be a positive number of seconds")
-    if cfg.cookie_life_time < 0:
-        fail("cookieLifeTime", "must not be negative (0 is a browser-session cookie)")
+    seconds("gclifetime", cfg.gc_lifetime, 1, MAX_LIFETIME,
+            "the seconds between GC passes (it must be positive, or the GC would spin)")
+    seconds("maxLifetime", cfg.max_lifetime, 0, MAX_LIFETIME,
+            "the idle timeout in seconds (0 means gclifetime)")
+    seconds("absoluteLifetime", cfg.absolute_lifetime, 1, MAX_LIFETIME,
+            "the absolute lifetime in seconds")
+    seconds("cookieLifeTime", cfg.cookie_life_time, 0, MAX_COOKIE_AGE,
+            "the cookie's Max-Age in seconds (0 is a browser-session cookie; browsers keep "
+            "a cookie 400 days at most)")
+    if cfg.cookie_path and not valid_cookie_path(cfg.cookie_path):
+        fail("cookiePath", f"{cfg.cookie_path!r} is not a cookie path: it must start with / "
+             "and hold at most 1024 printable ASCII characters other than ;")
+    if cfg.domain and not valid_cookie_domain(cfg.domain):
+        fail("domain", f"{cfg.domain!r} is not a host name (letters, digits, - and .)")
     if cfg.cookie_same_site not in ("Lax", "Strict", "None"):
         fail("cookieSameSite", f"{cfg.cookie_same_site!r} is not Lax, Strict or None")
     if cfg.cookie_same_site == "None" and not cfg.secure:
         fail("cookieSameSite", "SameSite=None needs secure=true; browsers reject it otherwise")
-    if cfg.cookie_name.startswith("__Host-"):
+    # Browsers match the prefixes case-insensitively, so "__host-sid" binds them too.
+    prefix = cfg.cookie_name[:9].lower()
+    if prefix.startswith("__host-"):
         if cfg.domain:
             fail("domain", "a __Host- cookie must not set a domain")
         if cfg.cookie_path != "/":
             fail("cookiePath", "a __Host- cookie must use path /")
         if not cfg.secure:
             fail("secure", "a __Host- cookie needs secure=true")
-    if cfg.cookie_name.startswith("__Secure-") and not cfg.secure:
+    if prefix == "__secure-" and not cfg.secure:
         fail("secure", "a __Secure- cookie needs secure=true")
-    if cfg.enable_sid_in_http_header and not _HEADER_TOKEN.fullmatch(
-        cfg.session_name_in_http_header
+    if (cfg.session_name_in_http_header or cfg.enable_sid_in_http_header) and not (
+        valid_cookie_name(cfg.session_name_in_http_header)
     ):
         fail(
             "SessionNameInHTTPHeader",
-            "EnableSidInHTTPHeader needs a valid header name here",
+            f"{cfg.session_name_in_http_header!r} is not a valid header name"
+            + (" (EnableSidInHTTPHeader needs one)" if cfg.enable_sid_in_http_header else ""),
         )
     if not isinstance(cfg.codec, Codec):
         fail("codec", "must have encode() and decode() methods")

@@ -19,6 +19,7 @@ The engine decides; each session's :class:`~websession._state.SessionState` reme
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import struct
 import time
@@ -40,6 +41,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Engine", "StoreEngine"]
 
+log = logging.getLogger("websession")
+
+# Seconds a record's creation time may lie ahead of this machine's clock (clock skew
+# between servers sharing a store); beyond that the record is damaged.
+CLOCK_SLACK = 300.0
 # Enough for heavy contention on one session; each retry re-reads and re-applies.
 MAX_SAVE_ATTEMPTS = 200
 # A read-only request refreshes the idle deadline only once this fraction of the idle
@@ -92,10 +98,17 @@ class Engine(ABC):
 
     # -- opening ----------------------------------------------------------------------
 
-    def open(self, sid: str | None, secure: bool = False) -> SessionStore:
-        """A session for a client-supplied ``sid``; a malformed one gets a fresh ID at once."""
+    def open(self, sid: str | None, secure: bool = False,
+             alternates: tuple[str, ...] = ()) -> SessionStore:
+        """A session for a client-supplied ``sid``; a malformed one gets a fresh ID at once.
+
+        ``alternates``: other well-formed IDs the request sent (duplicate cookies), tried
+        in order when ``sid`` does not load.
+        """
         if sid is not None and self.valid_client_id(sid):
             state = SessionState(sid, True)
+            if alternates:
+                state.alternates = alternates
         else:  # a malformed cookie must be dropped; no cookie, nothing to drop
             state = SessionState(self.ids.new(), False, sid is not None)
         return self.session_class(self, state, secure)
@@ -138,8 +151,15 @@ class Engine(ABC):
                 data = self.codec.decode(payload[_OWN_LIFETIME.size:])
                 end = created + (absolute or self.absolute)
         except (DecodeError, struct.error, TypeError, KeyError, IndexError):
+            log.warning("a damaged session record was read: it counts as no session")
             return None  # damaged or foreign: an empty session, never an error page
-        if end <= now or not _isfinite(created):
+        except Exception:  # a third-party codec's own failure: the same, never a 500
+            log.warning("a session record the codec could not decode was read: it counts "
+                        "as no session", exc_info=True)
+            return None
+        # A creation time that is not a time (NaN, infinite, in the future) would disable
+        # the absolute lifetime.
+        if end <= now or not _isfinite(end) or created > now + CLOCK_SLACK:
             return None
         return created, data, lifetime
 
@@ -164,15 +184,20 @@ class Engine(ABC):
         persistent = state.persistent
         return self.cookie_lasts if persistent is None else persistent
 
-    def adopt(self, state: SessionState, record: Record | None) -> None:
-        """Take a record read for ``state``; an unknown, expired or damaged one means a
-        fresh session (and the client's dead ID is dropped)."""
+    def adopt(self, state: SessionState, record: Record | None) -> bool:
+        """Take a record read for ``state`` and return ``True``; or, if it is unknown,
+        expired or damaged, move to the next ID the client sent and return ``False`` (read
+        again), and with none left continue as a fresh session, dropping the client's
+        dead cookie, and return ``True``."""
         decoded = self.decode(record, time.time())
         if decoded is None or record is None:
+            if state.try_alternate():
+                return False
             state.start_fresh(self.ids.new(), expire_cookie=state.from_client)
         else:
             state.adopt(decoded[0], decoded[1], record.version, record.expires_at,
                         record.refreshed, decoded[2])
+        return True
 
     # -- operations -------------------------------------------------------------------
 
@@ -350,15 +375,18 @@ class StoreEngine(Engine):
                                 "without awaiting)")
         # The one step of every request that uses its session: called directly, its driver
         # errors translated as the drivers translate them.
-        try:
-            record = self._read(state.sid)
-        except self._errors as exc:
-            raise self._unavailable(exc) from exc
-        self.adopt(state, record)
+        while True:
+            try:
+                record = self._read(state.sid)
+            except self._errors as exc:
+                raise self._unavailable(exc) from exc
+            if self.adopt(state, record):
+                return
 
     async def aload(self, state: SessionState) -> None:
         """Async twin of :meth:`load`."""
-        self.adopt(state, await self.arun(self.one(self._read, state.sid)))
+        while not self.adopt(state, await self.arun(self.one(self._read, state.sid))):
+            pass  # a stale duplicate cookie: the next ID the client sent
 
     def release(self, state: SessionState) -> None:
         """Save what ``state`` changed (create, compare-and-set update, or a refresh)."""

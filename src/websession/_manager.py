@@ -13,7 +13,7 @@ from ._config import ManagerConfig, parse_config
 from ._core import Engine, StoreEngine
 from ._sealing import SealEngine
 from ._session import SessionStore
-from .cookies import parse_cookie
+from .cookies import parse_cookie_values
 from .exceptions import ConfigurationError
 from .providers import create_provider
 from .providers.base import BaseProvider, ClientSideProvider, Provider
@@ -22,6 +22,9 @@ from .seed import SeedEngine
 __all__ = ["Manager"]
 
 log = logging.getLogger("websession")
+
+#: The most session IDs one request may make us look up (each may cost a store read).
+MAX_CANDIDATES = 4
 
 #: Where a request's session is kept, in a WSGI environ or an ASGI scope.
 SESSION_KEY = "websession.session"
@@ -102,7 +105,13 @@ class Manager:
 
     # -- sessions ---------------------------------------------------------------------
 
-    def _client_sid(self, req: Mapping[str, Any], asgi: bool) -> str | None:
+    def _client_sids(self, req: Mapping[str, Any], asgi: bool) -> list[str]:
+        """Every session ID the client sent, in the order they count.
+
+        One request can carry several: the cookie once per path it was set for (a stale
+        path-scoped copy comes first), two ``Cookie`` headers joined with ``,``, then the
+        query string and the ID header where enabled.
+        """
         cfg = self.config
         if asgi:
             # HTTP/2 may split the Cookie header in several; they join with "; ".
@@ -113,19 +122,20 @@ class Manager:
                 cookie_header = (raw[0] if len(raw) == 1 else b"; ".join(raw)).decode("latin-1")
         else:
             cookie_header = req.get("HTTP_COOKIE", "")
-        sid = parse_cookie(cookie_header, cfg.cookie_name) if cookie_header else None
-        if not sid and cfg.enable_sid_in_url_query:
+        candidates = parse_cookie_values(cookie_header, cfg.cookie_name) if cookie_header else []
+        if cfg.enable_sid_in_url_query:
             query = req.get("query_string", b"").decode("latin-1") if asgi else req.get(
                 "QUERY_STRING", "")
-            sid = (parse_qs(query).get(cfg.cookie_name) or [None])[0]
-        if not sid and cfg.enable_sid_in_http_header:
-            name = cfg.session_name_in_http_header
+            candidates += parse_qs(query).get(cfg.cookie_name, [])
+        if cfg.enable_sid_in_http_header:
             if asgi:
-                sid = next((value.decode("latin-1") for key, value in req.get("headers", ())
-                            if key == self._sid_header), None)
+                candidates += [value.decode("latin-1") for key, value in req.get("headers", ())
+                               if key == self._sid_header]
             else:
-                sid = req.get("HTTP_" + name.upper().replace("-", "_"))
-        return sid or None
+                header = req.get("HTTP_" + cfg.session_name_in_http_header.upper().replace(
+                    "-", "_"))
+                candidates += [header] if header else []
+        return candidates
 
     def session_start(self, request: Any) -> SessionStore:
         """Return the request's session; nothing is read from the store until it is used.
@@ -145,7 +155,16 @@ class Manager:
             secure = req.get("scheme") in ("https", "wss")
         else:
             secure = req.get("wsgi.url_scheme") == "https"
-        session = self._engine.open(self._client_sid(req, asgi), secure)
+        sids = self._client_sids(req, asgi)
+        engine = self._engine
+        if len(sids) <= 1:  # the common case: the engine checks its shape
+            session = engine.open(sids[0] if sids else None, secure)
+        else:
+            # Several copies: try the well-formed ones in order until one is live (a
+            # stale path-scoped copy must not hide the live session); with none, the
+            # first, so that the response drops the malformed cookie.
+            valid = [sid for sid in sids if engine.valid_client_id(sid)][:MAX_CANDIDATES]
+            session = engine.open(valid[0] if valid else sids[0], secure, tuple(valid[1:]))
         req[SESSION_KEY] = session
         return session
 

@@ -37,7 +37,8 @@ class SealEngine(Engine):
 
     def load(self, state: SessionState) -> None:
         """Open the sealed value the client sent."""
-        self.adopt(state, self.sealer.unseal(state.sid))
+        while not self.adopt(state, self.sealer.unseal(state.sid)):
+            pass  # a stale duplicate cookie: the next value the client sent
 
     async def aload(self, state: SessionState) -> None:
         """Same as :meth:`load`: opening a cookie does no I/O."""

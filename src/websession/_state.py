@@ -23,6 +23,8 @@ class SessionState:
 
     Identity: :attr:`sid` (the ID, or for a client-side session the sealed value),
     :attr:`from_client` (the client sent it: it must be looked up before it is trusted),
+    :attr:`alternates` (other well-formed IDs the same request sent, tried in order if this
+    one does not load),
     :attr:`old_sid` (the ID a regeneration left behind, deleted when the session is saved).
     Store facts: :attr:`loaded`, :attr:`is_new` (not in the store), :attr:`created`,
     :attr:`expires_at`, :attr:`version`, :attr:`refreshed` (the read itself moved the
@@ -37,6 +39,7 @@ class SessionState:
 
     __slots__ = (
         "absolute",
+        "alternates",
         "changes",
         "cleared",
         "created",
@@ -81,6 +84,7 @@ class SessionState:
         self.send_id = False
         self.expire_cookie = expire_cookie
         self.handle: Any = None
+        self.alternates: tuple[str, ...] = ()
         self.settled = True  # not loaded, or new and empty: nothing to save
         self.forced = False
         self.lifetime_set = False
@@ -111,6 +115,13 @@ class SessionState:
         self.handle = handle
         self.loaded = True
         self.is_new = False
+
+    def try_alternate(self) -> bool:
+        """The client's ID did not load: move to the next one it sent, if any."""
+        if not self.alternates:
+            return False
+        self.sid, self.alternates = self.alternates[0], self.alternates[1:]
+        return True
 
     def start_fresh(self, sid: str, *, expire_cookie: bool) -> None:
         """Continue as a new, empty, unsaved session under ``sid``.

@@ -119,8 +119,10 @@ class SeedEngine(Engine):
         super().__init__(config, SeedSessionStore)
         self.provider = provider
 
-    def open(self, sid: str | None, secure: bool = False) -> SessionStore:
-        """A session for a client-supplied ``sid``, read from the provider when first used."""
+    def open(self, sid: str | None, secure: bool = False,
+             alternates: tuple[str, ...] = ()) -> SessionStore:
+        """A session for a client-supplied ``sid``, read from the provider when first used
+        (a seed-style provider is asked about ``sid`` only: ``alternates`` are ignored)."""
         if sid is not None and self.ids.is_valid(sid):
             state = SessionState(sid, True)
         else:

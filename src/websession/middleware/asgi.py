@@ -4,6 +4,34 @@ The session is ``scope["session"]`` (so Starlette's ``request.session`` finds it
 ``scope["websession.session"]``. It is saved as the response starts — the ``Set-Cookie``
 goes into ``http.response.start`` — and again when the application returns, so changes
 made while streaming a body or during a websocket are kept.
+
+When the session cannot be loaded or saved, the client gets an answer, never a dropped
+connection or a half-sent response:
+
+* The store is unavailable (:class:`~websession.StoreUnavailableError`) while the session
+  is read before the application runs (``autoload``), or saved as the response starts:
+  the middleware answers ``503 Service Unavailable`` with ``Retry-After`` instead of the
+  application's response, and quietly drops whatever the application sends after that.
+  A websocket handshake is refused instead, with ``websocket.close`` code 1013 (try
+  again later).
+* The session cannot be saved for another reason (a cookie session over the 4 KB limit,
+  :class:`~websession.SessionTooLarge`; a value the codec refuses): a clean ``500``, and
+  one log line on the ``websession`` logger.
+* Unless the application's response is itself an error (5xx): that one goes out as the
+  application made it, without the session's headers (and a log line), since it may be
+  how the application handled the error itself.
+* The same errors raised out of the application before its response started (a handler
+  that loads or saves the session itself, with no handler of its own for them) are
+  answered the same way.
+* Once the response has started it cannot change: a save that fails when the
+  application returns (changes made while the body streamed, or during a websocket) is
+  logged, and those late changes are lost.
+
+An application that wants its own handling loads and saves inside its handlers, where
+its exception handlers see the errors: ``await session.aload()`` (with
+``autoload=False``) and ``await session.asession_release()`` before returning the
+response; a cookie session too large for its cookie raises ``SessionTooLarge`` right
+there. The middleware then has nothing left to save, and only adds the headers.
 """
 
 from __future__ import annotations
@@ -12,12 +40,16 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .._manager import Manager
+from ..exceptions import StoreUnavailableError, WebSessionError
+from ._answers import DEFAULT_RETRY_AFTER, SESSION_ERRORS, answer_for, keeps_own_error, log
 
 __all__ = ["ASGISessionMiddleware"]
 
 # The message that starts a response, per scope type: the session is saved before it.
 _STARTS = {"http": "http.response.start", "websocket": "websocket.accept"}
 _RAW_NAMES = {"Vary": b"vary", "Set-Cookie": b"set-cookie", "Cache-Control": b"cache-control"}
+# Websocket close code 1013: "try again later".
+_TRY_AGAIN_LATER = 1013
 
 
 _RAW_HEADERS = {
@@ -48,6 +80,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+async def _nothing() -> None:
+    """What sending costs once the middleware has answered in the application's place."""
+
+
 class ASGISessionMiddleware:
     """Wrap an ASGI application so that each http or websocket connection has a session.
 
@@ -55,14 +91,31 @@ class ASGISessionMiddleware:
     the application runs (when the client sent an ID), so handlers can use the session
     without awaiting; ``False`` leaves it to the handler (``await session.aload()``), so
     requests that never use their session never touch the store. A provider that does no
-    I/O (memory) is always read lazily, on first use.
+    I/O (memory) is always read lazily, on first use. ``retry_after`` is the
+    ``Retry-After`` of the 503 sent when the store is unavailable (see the module
+    docstring for what happens on each failure).
     """
 
-    def __init__(self, app: ASGIApp, manager: Manager, *, autoload: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, manager: Manager, *, autoload: bool = True,
+        retry_after: int = DEFAULT_RETRY_AFTER,
+    ) -> None:
         self.app = app
         self.manager = manager
         self.autoload = autoload
+        self.retry_after = retry_after
         self._blocking = manager.provider_blocks
+
+    async def _answer(self, scope: Scope, send: Send, exc: WebSessionError) -> None:
+        """Send, in place of the application's response, the one that reports ``exc``."""
+        status, headers, body = answer_for(exc, self.retry_after)
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": _TRY_AGAIN_LATER if status == 503
+                        else 1011, "reason": ""})
+            return
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [_raw_header(header) for header in headers]})
+        await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the application with the connection's session, and save it."""
@@ -72,32 +125,78 @@ class ASGISessionMiddleware:
             return
         session = self.manager.session_start(scope)
         scope["session"] = session
+        # started: the application's response began; answered: ours replaced it;
+        # unsaved: the save failed and the application's own error response went out.
+        started = answered = unsaved = False
 
         if not self._blocking:
             # Releasing does no I/O: a plain function can hand back send's awaitable, and
             # the session is saved (in memory) before the response starts.
             def send_now(message: Message) -> Awaitable[None]:
+                nonlocal started, answered, unsaved
+                if answered:
+                    return _nothing()
                 if message["type"] == start:
                     extra: list[tuple[str, str]] = []
-                    session.session_release(extra)
+                    try:
+                        session.session_release(extra)
+                    except SESSION_ERRORS as exc:
+                        if not keeps_own_error(exc, message.get("status", 200)):
+                            answered = True
+                            return self._answer(scope, send, exc)
+                        unsaved = True
                     if extra:
                         _add_headers(message, extra)
+                    started = True
                 return send(message)
 
-            await self.app(scope, receive, send_now)
-            session.session_release()
+            app_send: Send = send_now
+        else:
+            if self.autoload and not session.loaded:
+                try:
+                    await session.aload()
+                except StoreUnavailableError as exc:
+                    await self._answer(scope, send, exc)
+                    return
+
+            async def send_after_save(message: Message) -> None:
+                nonlocal started, answered, unsaved
+                if answered:
+                    return
+                if message["type"] == start:
+                    extra: list[tuple[str, str]] = []
+                    try:
+                        await session.asession_release(extra)
+                    except SESSION_ERRORS as exc:
+                        if not keeps_own_error(exc, message.get("status", 200)):
+                            answered = True
+                            await self._answer(scope, send, exc)
+                            return
+                        unsaved = True
+                    if extra:
+                        _add_headers(message, extra)
+                    started = True
+                await send(message)
+
+            app_send = send_after_save
+
+        try:
+            await self.app(scope, receive, app_send)
+        except SESSION_ERRORS as exc:
+            if started or answered:
+                raise
+            await self._answer(scope, send, exc)  # from a handler that loads or saves itself
             return
-
-        if self.autoload and not session.loaded:
-            await session.aload()
-
-        async def send_after_save(message: Message) -> None:
-            if message["type"] == start:
-                extra: list[tuple[str, str]] = []
-                await session.asession_release(extra)
-                if extra:
-                    _add_headers(message, extra)
-            await send(message)
-
-        await self.app(scope, receive, send_after_save)
-        await session.asession_release()
+        if answered or unsaved:
+            return
+        try:
+            if self._blocking:
+                await session.asession_release()
+            else:
+                session.session_release()
+        except SESSION_ERRORS as exc:
+            if started:
+                log.error("session changes made after the response started were lost: %s",
+                          exc, exc_info=exc)
+            else:
+                await self._answer(scope, send, exc)

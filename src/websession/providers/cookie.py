@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..cookies import MAX_COOKIE_AGE
 from ..exceptions import ConfigurationError, MissingDependencyError
 from .base import ClientSideProvider, Record, parse_options
 
@@ -132,9 +133,12 @@ class CookieProvider(ClientSideProvider):
         self.cookie_name = options.get("cookie_name", self.cookie_name)
         self.secure = options.get("secure", self.secure)
         self.maxage = options.get("maxage", self.maxage)
-        if self.maxage < 0:
-            raise ConfigurationError("providerConfig for 'cookie': maxage must be >= 0",
-                                     key="maxage")
+        if not 0 <= self.maxage <= MAX_COOKIE_AGE:
+            raise ConfigurationError(
+                f"providerConfig for 'cookie': maxage must be from 0 to {MAX_COOKIE_AGE} "
+                "seconds (400 days, the most browsers keep a cookie)",
+                key="maxage",
+            )
 
     def adjust_config(self, config: ManagerConfig) -> ManagerConfig:
         """The provider's cookieName, secure and maxage decide the cookie, as in the seed."""

@@ -22,6 +22,11 @@ Safety:
 * Files are created 0600 and directories 0700; nothing is opened through a symlink
   (``O_NOFOLLOW`` for files and subdirectories, operations relative to directory file
   descriptors); and an ID that is not a plain name is refused before any path is built.
+* Only regular files are read: a session file is opened non-blocking and its type checked,
+  so a FIFO (or anything else) planted in its place is an absent session, not a hang.
+* Disk errors (ENOSPC, EIO, EACCES...) surface as
+  :class:`~websession.StoreUnavailableError`; a write that fails leaves the previous
+  record as it was.
 """
 
 from __future__ import annotations
@@ -50,7 +55,9 @@ _VERSION = struct.Struct(">Q")
 _LOCK = ".lock"
 _TMP = ".tmp-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO planted where a session file belongs must not hang the open; it
+# changes nothing for a regular file, and anything else is refused after fstat.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 #: Threads that sweep subdirectories during GC.
@@ -63,6 +70,10 @@ def _ns(timestamp: float) -> int:
 
 class FileProvider(BaseProvider):
     """Sessions as files; safe across threads and processes. See the module docstring."""
+
+    #: Every OS error (a full disk, an I/O error, a permission changed under the server)
+    #: means the store cannot serve: the engine raises StoreUnavailableError for it.
+    unavailable_errors: tuple[type[BaseException], ...] = (OSError,)
 
     #: Orphaned temporary files older than this (seconds) are removed by GC.
     tmp_grace = 3600.0
@@ -151,7 +162,7 @@ class FileProvider(BaseProvider):
     @staticmethod
     def _open(dir_fd: int, name: str, now: float) -> tuple[int, os.stat_result] | None:
         """The live session file ``name``, open, with its ``stat``; ``None`` if absent,
-        expired, or a symlink."""
+        expired, a symlink, or not a regular file."""
         try:
             fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
         except FileNotFoundError:
@@ -160,8 +171,16 @@ class FileProvider(BaseProvider):
             if exc.errno == errno.ELOOP:  # a symlink where a session file should be
                 return None
             raise
-        info = os.fstat(fd)
-        if info.st_mtime_ns <= _ns(now) or info.st_size < _VERSION.size:
+        try:
+            info = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if (
+            not stat.S_ISREG(info.st_mode)  # a FIFO, device or directory: not a session
+            or info.st_mtime_ns <= _ns(now)
+            or info.st_size < _VERSION.size
+        ):
             os.close(fd)
             return None
         return fd, info

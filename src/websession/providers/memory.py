@@ -9,6 +9,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from ..exceptions import ConfigurationError
 from .base import BaseProvider, Record, parse_options
 
 __all__ = ["MemoryProvider"]
@@ -34,7 +35,14 @@ class MemoryProvider(BaseProvider):
     def configure(self, config: Any) -> None:
         """Read ``maxSessions`` (0 means unbounded) from ``providerConfig``."""
         options = parse_options(config, {"max_sessions": int}, provider="memory")
-        self.max_sessions = options.get("max_sessions", self.max_sessions)
+        max_sessions = options.get("max_sessions", self.max_sessions)
+        if max_sessions < 0:  # the LRU bound would then evict every session at once
+            raise ConfigurationError(
+                f"providerConfig for 'memory': maxSessions must be 0 (unbounded) or more, "
+                f"not {max_sessions}",
+                key="maxSessions",
+            )
+        self.max_sessions = max_sessions
 
     def _live(self, sid: str, now: float) -> Record | None:
         record = self._records.get(sid)
