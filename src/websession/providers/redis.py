@@ -28,7 +28,7 @@ import re
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from ..exceptions import MissingDependencyError
 from .base import BaseProvider, Record
@@ -64,6 +64,8 @@ __all__ = [
     "RedisSentinelProvider",
     "parse_redis_config",
 ]
+
+T = TypeVar("T")
 
 # Keys asked of each SCAN step: large enough that counting costs few round trips.
 SCAN_COUNT = 1000
@@ -180,15 +182,17 @@ def _record(reply: Any) -> Record | None:
 # cluster's target node); RedisClients.send and .asend run it (see _redis_clients).
 
 
-def _eval(script: _Script, key: str, *args: Any) -> Plan[Any]:
+def _script_plan(script: _Script, key: str, args: tuple[Any, ...],
+                 parse: Callable[[Any], T]) -> Plan[T]:
+    """Run ``script`` on ``key``; return its reply as ``parse`` reads it."""
     reply = yield ("EVALSHA", script.sha, 1, key, *args), NO_OPTIONS
     if reply is UNKNOWN_SCRIPT:  # first use on this server (or after a restart)
         reply = yield ("EVAL", script.source, 1, key, *args), NO_OPTIONS
-    return reply
+    return parse(reply)
 
 
 def _read(key: str) -> Plan[Record | None]:
-    return _record((yield from _eval(_READ, key)))
+    return _script_plan(_READ, key, (), _record)
 
 
 def _create(key: str, record: Record) -> Plan[bool]:
@@ -199,11 +203,15 @@ def _create(key: str, record: Record) -> Plan[bool]:
 def _update(key: str, record: Record, expected_version: int) -> Plan[bool]:
     ttl = _ttl_ms(record.expires_at)
     args = (b"%d:" % expected_version, _value(record, ttl), ttl)
-    return bool((yield from _eval(_UPDATE, key, *args)) == 1)
+    return _script_plan(_UPDATE, key, args, _is_one)
 
 
 def _touch(key: str, expires_at: float) -> Plan[bool]:
-    return bool((yield from _eval(_TOUCH, key, repr(expires_at), _ttl_ms(expires_at))) == 1)
+    return _script_plan(_TOUCH, key, (repr(expires_at), _ttl_ms(expires_at)), _is_one)
+
+
+def _is_one(reply: Any) -> bool:
+    return bool(reply == 1)
 
 
 def _delete(key: str) -> Plan[None]:
