@@ -203,15 +203,11 @@ def _create(key: str, record: Record) -> Plan[bool]:
 def _update(key: str, record: Record, expected_version: int) -> Plan[bool]:
     ttl = _ttl_ms(record.expires_at)
     args = (b"%d:" % expected_version, _value(record, ttl), ttl)
-    return _script_plan(_UPDATE, key, args, _is_one)
+    return _script_plan(_UPDATE, key, args, bool)  # the script answers 1 or 0
 
 
 def _touch(key: str, expires_at: float) -> Plan[bool]:
-    return _script_plan(_TOUCH, key, (repr(expires_at), _ttl_ms(expires_at)), _is_one)
-
-
-def _is_one(reply: Any) -> bool:
-    return bool(reply == 1)
+    return _script_plan(_TOUCH, key, (repr(expires_at), _ttl_ms(expires_at)), bool)
 
 
 def _delete(key: str) -> Plan[None]:
