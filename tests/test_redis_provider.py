@@ -31,6 +31,7 @@ from tests.redis_servers import (
 )
 from tests.servers import require_server
 
+import websession.providers.redis as redis_provider
 from websession import (
     ASGISessionMiddleware,
     ConfigurationError,
@@ -685,6 +686,32 @@ def test_cluster_waits_for_its_bounded_pool(redis_cluster: ClusterServers,
         _drop_cluster_keys(redis_cluster, prefix)
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_cluster_count_walks_each_master_to_its_end(
+    redis_cluster: ClusterServers, prefix: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pages of a few keys: every master needs several SCANs after the cluster-wide first.
+    monkeypatch.setattr(redis_provider, "SCAN_COUNT", 4)
+    provider = RedisClusterProvider(redis_cluster.seeds, key_prefix=prefix)
+    try:
+        for i in range(90):
+            assert provider.create(f"{i:032x}", Record(b"x", time.time() + 60, 1))
+        assert all(n > 12 for n in _keys_per_master(redis_cluster, prefix))
+        if mode == "sync":
+            assert provider.count() == 90
+        else:
+            async def count() -> int:
+                try:
+                    return await provider.acount()
+                finally:
+                    await provider.aclose()
+
+            assert asyncio.run(count()) == 90
+    finally:
+        provider.close()
+        _drop_cluster_keys(redis_cluster, prefix)
+
+
 # -- Sentinel: a failover in the middle of a run ------------------------------------------
 
 
@@ -754,8 +781,40 @@ def test_async_clients_follow_the_event_loop(local_redis: str, prefix: str) -> N
         with asyncio.Runner() as runner:
             assert runner.run(use(create)) is not None
             runner.run(provider.aclose())
-    assert provider._aclients == {}
+    # aclose() closed each loop's client and let it go.
+    loops = provider._clients._aclients.take_all()
+    assert len(loops) <= 3 and all(entry.client is None for entry in loops.values())
     provider.close()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_read_says_when_it_moved_the_deadline(local_redis: str, prefix: str,
+                                                mode: str) -> None:
+    provider = RedisProvider(local_redis, key_prefix=prefix)
+    sid = ("c3" if mode == "sync" else "d4") * 16
+    with asyncio.Runner() as runner:
+        def read() -> Record | None:
+            if mode == "sync":
+                return provider.read(sid)
+            return runner.run(provider.aread(sid))
+
+        try:
+            written = Record(b"x", time.time() + 1, 1)  # an idle span of one second
+            assert provider.create(sid, written)
+            fresh = read()
+            assert fresh is not None and not fresh.refreshed  # a tenth has not passed yet
+            assert fresh.expires_at == written.expires_at
+            time.sleep(0.2)
+            moved = read()
+            assert moved is not None and moved.refreshed
+            assert (moved.payload, moved.version) == (b"x", 1)
+            assert moved.expires_at - written.expires_at == pytest.approx(0.2, abs=0.05)
+            again = read()  # the deadline it moved reads back, not refreshed again
+            assert again is not None and not again.refreshed
+            assert again.expires_at == moved.expires_at
+        finally:
+            runner.run(provider.aclose())
+            provider.close()
 
 
 

@@ -15,46 +15,47 @@ server (after a start or ``SCRIPT FLUSH``) costs one more round trip, the ``EVAL
 caches it. A session is a single key, so any hash slot will do: nothing needs two keys in
 one slot, and regenerating an ID is create-then-delete, never ``RENAME``.
 
-Sync primitives use ``redis.Redis``/``RedisCluster``; their ``a``-prefixed twins use
-``redis.asyncio`` natively (no threads), with one client per running event loop, created
-on first use in that loop. Key naming, scripts, arguments and reply parsing are shared;
-each mode only sends the command.
+Each primitive is a plan (:mod:`websession._plans`) of Redis commands, written once: the
+sync primitives run it over redis-py's blocking clients, their ``a``-prefixed twins over
+``redis.asyncio`` (no threads). The clients live in :mod:`._redis_clients`, the
+configuration forms in :mod:`._redis_config`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import inspect
-import json
 import re
-import threading
 import time
-import weakref
-from abc import abstractmethod
-from collections.abc import Generator, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, NamedTuple
-from urllib.parse import unquote
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import replace
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
-from ..exceptions import ConfigurationError, MissingDependencyError, SessionModeError
-from .base import BaseProvider, Record, parse_options
+from ..exceptions import MissingDependencyError
+from .base import BaseProvider, Record
 
 try:
-    import redis
-    import redis.asyncio as aredis
-    import redis.asyncio.cluster as acluster
-    import redis.asyncio.connection as aconnection
-    import redis.asyncio.retry as aretry
-    import redis.asyncio.sentinel as asentinel
-    import redis.cluster as scluster
-    import redis.connection as sconnection
-    import redis.retry as sretry
-    import redis.sentinel as ssentinel
-    from redis.backoff import ExponentialBackoff
-    from redis.exceptions import NoScriptError
+    import redis  # noqa: F401 - here, so that a missing driver fails naming the extra
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError("redis", "redis", "redis") from exc
+
+from .._plans import Plan, adrive, drive
+from ._redis_clients import (
+    CLUSTER_UNAVAILABLE_ERRORS,
+    NO_OPTIONS,
+    UNAVAILABLE_ERRORS,
+    UNKNOWN_SCRIPT,
+    ClusterClients,
+    RedisClients,
+    SentinelClients,
+    ServerClients,
+)
+from ._redis_config import (
+    ClusterConfigParser,
+    RedisConfigParser,
+    RedisOptions,
+    SentinelConfigParser,
+    parse_redis_config,
+)
 
 __all__ = [
     "RedisClusterProvider",
@@ -64,10 +65,8 @@ __all__ = [
     "parse_redis_config",
 ]
 
-#: beego's default pool size (``MaxPoolSize``).
-DEFAULT_POOL_SIZE = 100
-DEFAULT_PREFIX = "websession:"
-DEFAULT_MASTER_NAME = "mymaster"
+T = TypeVar("T")
+
 # Keys asked of each SCAN step: large enough that counting costs few round trips.
 SCAN_COUNT = 1000
 
@@ -86,7 +85,8 @@ _MAX_SPAN = 999_999_999_999  # the widest span that fits
 # Read and refresh in one round trip. The TTL goes back to a full span only once a tenth
 # of it has passed (the engine's own refresh rule), so a busy session is not rewritten —
 # nor replicated, nor appended to the AOF — on every read; a TTL longer than the span (a
-# touch moved it) is never shortened. The deadline moves by what the TTL gained.
+# touch moved it) is never shortened. The deadline moves by what the TTL gained, and the
+# value comes back wrapped in a one-item array to say so (the common reply is unchanged).
 _READ_LUA = f"""
 local value = redis.call('GET', KEYS[1])
 if not value then return false end
@@ -101,6 +101,7 @@ if ttl >= 0 and ttl < span - math.floor(span / 10) then
     value = string.sub(value, 1, v_end) .. string.format('%.17g', deadline)
       .. string.sub(value, d_end)
     redis.call('SET', KEYS[1], value, 'PX', span)
+    return {{value}}
   end
 end
 return value
@@ -142,7 +143,7 @@ _READ = _script(_READ_LUA)
 _UPDATE = _script(_UPDATE_LUA)
 _TOUCH = _script(_TOUCH_LUA)
 
-# -- records <-> Redis values (shared by both modes) --------------------------------------
+# -- records <-> Redis values -------------------------------------------------------------
 
 
 def _ttl_ms(expires_at: float) -> int:
@@ -156,8 +157,10 @@ def _value(record: Record, ttl: int) -> bytes:
     return header.encode() + record.payload
 
 
-def _record(value: bytes | None) -> Record | None:
-    """A stored value as a live record; ``None`` if absent, expired or foreign."""
+def _record(reply: Any) -> Record | None:
+    """A read's reply as a live record; ``None`` if absent, expired or foreign."""
+    refreshed = reply.__class__ is list  # the read script moved the deadline
+    value = reply[0] if refreshed else reply
     if value is None or value[_SPAN_WIDTH:_HEADER] != b":":
         return None
     version, _, rest = value[_HEADER:].partition(b":")
@@ -170,453 +173,96 @@ def _record(value: bytes | None) -> Record | None:
         return None
     if expires_at <= time.time():
         return None  # past its deadline, in the last millisecond of its TTL
-    return Record(payload, expires_at, int(version))
+    return Record(payload, expires_at, int(version), refreshed)
 
 
-def _create_args(record: Record) -> tuple[Any, ...]:
+# -- the primitives, as plans -------------------------------------------------------------
+#
+# A step is (command, options): execute_command's arguments and keyword options (a
+# cluster's target node); RedisClients.send and .asend run it (see _redis_clients).
+
+
+def _script_plan(script: _Script, key: str, args: tuple[Any, ...],
+                 parse: Callable[[Any], T]) -> Plan[T]:
+    """Run ``script`` on ``key``; return its reply as ``parse`` reads it."""
+    reply = yield ("EVALSHA", script.sha, 1, key, *args), NO_OPTIONS
+    if reply is UNKNOWN_SCRIPT:  # first use on this server (or after a restart)
+        reply = yield ("EVAL", script.source, 1, key, *args), NO_OPTIONS
+    return parse(reply)
+
+
+def _read(key: str) -> Plan[Record | None]:
+    return _script_plan(_READ, key, (), _record)
+
+
+def _create(key: str, record: Record) -> Plan[bool]:
     ttl = _ttl_ms(record.expires_at)
-    return (_value(record, ttl), "NX", "PX", ttl)
+    return bool((yield ("SET", key, _value(record, ttl), "NX", "PX", ttl), NO_OPTIONS))
 
 
-def _update_args(record: Record, expected_version: int) -> tuple[Any, ...]:
+def _update(key: str, record: Record, expected_version: int) -> Plan[bool]:
     ttl = _ttl_ms(record.expires_at)
-    return (b"%d:" % expected_version, _value(record, ttl), ttl)
+    args = (b"%d:" % expected_version, _value(record, ttl), ttl)
+    return _script_plan(_UPDATE, key, args, bool)  # the script answers 1 or 0
 
 
-def _touch_args(expires_at: float) -> tuple[Any, ...]:
-    return (repr(expires_at), _ttl_ms(expires_at))
+def _touch(key: str, expires_at: float) -> Plan[bool]:
+    return _script_plan(_TOUCH, key, (repr(expires_at), _ttl_ms(expires_at)), bool)
+
+
+def _delete(key: str) -> Plan[None]:
+    yield ("DEL", key), NO_OPTIONS
+
+
+def _scan_command(pattern: str, cursor: int) -> tuple[Any, ...]:
+    return "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT
+
+
+def _scan(pattern: str, cursor: int = 0, options: Mapping[str, Any] = NO_OPTIONS) -> Plan[int]:
+    """Count the keys matching ``pattern``, SCANning one server from ``cursor`` on."""
+    total = 0
+    while True:
+        cursor, keys = yield _scan_command(pattern, cursor), options
+        if isinstance(cursor, dict):  # a cluster's cursor is {node name: cursor}
+            (cursor,) = cursor.values()
+        total += len(keys)
+        if not int(cursor):
+            return total
 
 
 def _match_pattern(prefix: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
 
 
-#: A multi-step operation (counting): yields (command, options) and receives each reply.
-_Plan = Generator[tuple[tuple[Any, ...], dict[str, Any]], Any, int]
-
-
-def _count_plan(pattern: str, targets: list[dict[str, Any]]) -> _Plan:
-    total = 0
-    for options in targets:
-        cursor = 0
-        while True:
-            cursor, keys = yield ("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT), options
-            if isinstance(cursor, dict):  # a cluster's cursor is {node name: cursor}
-                (cursor,) = cursor.values()
-            total += len(keys)
-            if not int(cursor):
-                break
-    return total
-
-
-# -- configuration ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RedisOptions:
-    """A parsed ``providerConfig``; every provider form ends up as one of these.
-
-    ``addresses`` holds ``(host, port)`` pairs (one for a single server, the seed nodes of
-    a cluster, or the sentinels). ``connection`` holds further redis-py connection
-    arguments, from a URL's query string.
-    """
-
-    addresses: tuple[tuple[str, int], ...] = (("127.0.0.1", 6379),)
-    pool_size: int = DEFAULT_POOL_SIZE
-    username: str | None = None
-    password: str | None = None
-    db: int = 0
-    ssl: bool = False
-    unix_socket: str | None = None
-    master_name: str = DEFAULT_MASTER_NAME
-    sentinel_password: str | None = None
-    key_prefix: str = DEFAULT_PREFIX
-    max_retries: int = 3
-    socket_timeout: float = 5.0
-    connect_timeout: float = 5.0
-    pool_timeout: float = 5.0
-    health_check_interval: float = 0.0
-    connection: Mapping[str, Any] = field(default_factory=dict)
-    client: Any = None
-
-
-_DEFAULT_PORT = {"redis": 6379, "redis_cluster": 6379, "redis_sentinel": 26379}
-
-# JSON keys: beego's (save_path, poolsize, password, db_num, idle_timeout,
-# idle_check_frequency, max_retries, master_name) and websession's. parse_options
-# matches them case-insensitively and ignores underscores, so "dbNum" and "DbNum" work.
-_KNOWN: dict[str, type] = {
-    "save_path": object,
-    "conn": object,
-    "addr": object,
-    "url": object,
-    "poolsize": int,
-    "username": str,
-    "password": str,
-    "db_num": int,
-    "db": int,
-    "idle_timeout": object,
-    "idle_check_frequency": object,
-    "max_retries": int,
-    "master_name": str,
-    "sentinel_password": str,
-    "key_prefix": str,
-    "prefix": str,
-    "socket_timeout": object,
-    "connect_timeout": object,
-    "pool_timeout": object,
-    "client": object,
-}
-_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_URL_SCHEMES = ("redis://", "rediss://", "unix://")
-_SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
-
-
-def _fail(provider: str, message: str, key: str | None = None) -> ConfigurationError:
-    return ConfigurationError(f"providerConfig for {provider!r}: {message}", key=key)
-
-
-def _seconds(provider: str, key: str, value: Any) -> float:
-    """Seconds from a number or a Go duration string ("30s", "1m30s", "250ms")."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text in ("", "0"):
-            return 0.0
-        if text.isdigit():
-            return float(text)
-        if _GO_DURATION.sub("", text) == "":
-            return sum(float(n) * _GO_UNITS[u] for n, u in _GO_DURATION.findall(text))
-    raise _fail(provider, f"{key} must be seconds or a Go duration such as '30s', got {value!r}",
-                key)
-
-
-def _whole(provider: str, key: str, text: str) -> int:
-    try:
-        number = int(text.strip())
-    except ValueError:
-        raise _fail(provider, f"{key} must be a whole number, got {text!r}", key) from None
-    if number < 0:
-        raise _fail(provider, f"{key} must not be negative, got {number}", key)
-    return number
-
-
-def _address(provider: str, text: str) -> tuple[str, int]:
-    text = text.strip()
-    default = _DEFAULT_PORT[provider]
-    if text.startswith("["):  # [::1]:6379
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
-    else:
-        host, port = text, ""
-    if not host:
-        raise _fail(provider, f"address {text!r} has no host", "save_path")
-    if not port:
-        return host, default
-    number = _whole(provider, "port", port)
-    if not 0 < number < 65536:
-        raise _fail(provider, f"address {text!r}: port out of range", "save_path")
-    return host, number
-
-
-_parse_url: Any = sconnection.parse_url  # untyped in redis-py
-
-
-def _from_url(provider: str, url: str) -> dict[str, Any]:
-    """Fields of a redis://, rediss:// or unix:// URL, as :class:`RedisOptions` fields."""
-    try:
-        parsed = dict(_parse_url(url))
-    except ValueError as exc:
-        raise _fail(provider, f"invalid URL: {exc}", "save_path") from None
-    connection_class = parsed.pop("connection_class", None)
-    fields: dict[str, Any] = {
-        "ssl": connection_class is not None and issubclass(connection_class,
-                                                          sconnection.SSLConnection),
-    }
-    path = parsed.pop("path", None)
-    if path:
-        fields["unix_socket"] = path
-    else:
-        fields["addresses"] = ((str(parsed.pop("host", "localhost")),
-                                int(parsed.pop("port", _DEFAULT_PORT[provider]))),)
-    for name in ("username", "password"):
-        if parsed.get(name) is not None:
-            fields[name] = parsed.pop(name)
-        parsed.pop(name, None)
-    if "db" in parsed:
-        fields["db"] = int(parsed.pop("db"))
-    for name in ("max_connections", "poolsize"):
-        if name in parsed:
-            fields["pool_size"] = _whole(provider, name, str(parsed.pop(name)))
-    for name in ("key_prefix", "prefix"):
-        if name in parsed:
-            fields["key_prefix"] = unquote(str(parsed.pop(name)))
-    unknown = sorted(set(parsed) - _connection_options())
-    if unknown:
-        raise _fail(provider, f"unknown URL option {unknown[0]!r}", unknown[0])
-    fields["connection"] = parsed  # the rest of the query string, for redis-py
-    return fields
-
-
-def _connection_options() -> set[str]:
-    """What a URL's query string may pass on to redis-py's connections."""
-    names: set[str] = set()
-    for cls in (sconnection.AbstractConnection, sconnection.Connection,
-                sconnection.SSLConnection):
-        names.update(inspect.signature(cls.__init__).parameters)
-    return names - {"self", "args", "kwargs", "host", "port", "path"}
-
-
-def _from_sentinel_url(url: str) -> dict[str, Any]:
-    """``redis+sentinel://[user:password@]host:port[,host:port...]/master[/db]``."""
-    provider = "redis_sentinel"
-    scheme, _, rest = url.partition("://")
-    rest, _, query = rest.partition("?")
-    netloc, _, path = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    fields: dict[str, Any] = {"ssl": scheme.startswith("rediss")}
-    if at:
-        user, colon, password = userinfo.partition(":")
-        if colon:
-            fields["password"] = unquote(password) or None
-        if user:
-            fields["username"] = unquote(user)
-    fields["addresses"] = tuple(_address(provider, h) for h in hosts.split(",") if h.strip())
-    parts = [p for p in path.split("/") if p]
-    if parts:
-        fields["master_name"] = unquote(parts[0])
-    if len(parts) > 1:
-        fields["db"] = _whole(provider, "db", parts[1])
-    for item in filter(None, query.split("&")):
-        name, _, value = item.partition("=")
-        if name == "sentinel_password":
-            fields["sentinel_password"] = unquote(value) or None
-        else:
-            raise _fail(provider, f"unknown URL option {name!r} (known: sentinel_password)",
-                        name)
-    return fields
-
-
-def _addresses(provider: str, text: str) -> dict[str, Any]:
-    """Fields from beego's address list: ``host:port`` entries separated by ``;``, or
-    URLs (a list of URLs only for a cluster's seed nodes)."""
-    text = text.strip()
-    if provider == "redis_sentinel" and text.startswith(_SENTINEL_SCHEMES):
-        return _from_sentinel_url(text)
-    items = [item for item in text.split(";") if item.strip()]
-    if not items:
-        raise _fail(provider, "no address given", "save_path")
-    if any(item.strip().startswith(_URL_SCHEMES) for item in items):
-        if provider == "redis_sentinel":
-            raise _fail(provider, "a sentinel URL is redis+sentinel://host:port,.../master",
-                        "save_path")
-        if len(items) > 1 and provider == "redis":
-            raise _fail(provider, "one URL only (use redis_cluster for several nodes)",
-                        "save_path")
-        merged: dict[str, Any] = {}
-        nodes: list[tuple[str, int]] = []
-        for item in items:
-            if not item.strip().startswith(_URL_SCHEMES):
-                raise _fail(provider, f"mixed URLs and addresses: {item!r}", "save_path")
-            fields = _from_url(provider, item.strip())
-            nodes.extend(fields.pop("addresses", ()))
-            merged = {**fields, **merged}  # the first URL's credentials win
-        if nodes:
-            merged["addresses"] = tuple(nodes)
-        return merged
-    if provider == "redis" and len(items) > 1:
-        raise _fail(provider, "one address only (use redis_cluster or redis_sentinel for "
-                    "several)", "save_path")
-    return {"addresses": tuple(_address(provider, item) for item in items)}
-
-
-def _from_seed_string(provider: str, text: str) -> dict[str, Any]:
-    """beego's v1 string: ``addr,poolsize,password,dbnum,idle_timeout,idle_check,retries``;
-    the sentinel's has the master name after ``dbnum``. Empty fields keep defaults."""
-    parts = [part.strip() for part in text.split(",")]
-    names = ["save_path", "poolsize", "password", "db_num"]
-    if provider == "redis_sentinel":
-        names.append("master_name")
-    names += ["idle_timeout", "idle_check_frequency", "max_retries"]
-    if len(parts) > len(names):
-        raise _fail(provider, f"too many comma-separated fields ({len(parts)}; at most "
-                    f"{len(names)}: {','.join(names)})")
-    given = dict(zip(names, parts, strict=False))
-    fields = _addresses(provider, given.pop("save_path"))
-    for name, value in given.items():
-        if value == "":
-            continue
-        if name == "poolsize":
-            fields["pool_size"] = _whole(provider, name, value)
-        elif name == "password":
-            fields["password"] = value
-        elif name == "db_num":
-            fields["db"] = _whole(provider, name, value)
-        elif name == "master_name":
-            fields["master_name"] = value
-        elif name == "idle_timeout":
-            fields["health_check_interval"] = _seconds(provider, name, value)
-        elif name == "max_retries":
-            fields["max_retries"] = _whole(provider, name, value)
-        # idle_check_frequency: go-redis's idle-connection reaper; redis-py has none.
-    return fields
-
-
-def _from_mapping(provider: str, config: Mapping[str, Any]) -> dict[str, Any]:
-    options = parse_options(config, _KNOWN, provider=provider)
-    fields: dict[str, Any] = {}
-    addresses = [options[k] for k in ("save_path", "conn", "addr", "url") if k in options]
-    if len(addresses) > 1:
-        raise _fail(provider, "give the address once (save_path, conn, addr or url)",
-                    "save_path")
-    if addresses:
-        value = addresses[0]
-        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-            value = ";".join(value)
-        if not isinstance(value, str):
-            raise _fail(provider, f"save_path must be a string, got {value!r}", "save_path")
-        fields.update(_addresses(provider, value))
-    if "client" in options:
-        fields["client"] = options["client"]
-    for key, name in (("poolsize", "pool_size"), ("username", "username"),
-                      ("password", "password"), ("db_num", "db"), ("db", "db"),
-                      ("max_retries", "max_retries"), ("master_name", "master_name"),
-                      ("sentinel_password", "sentinel_password"),
-                      ("key_prefix", "key_prefix"), ("prefix", "key_prefix")):
-        if key in options:
-            fields[name] = options[key]
-    for key, name in (("idle_timeout", "health_check_interval"),
-                      ("socket_timeout", "socket_timeout"),
-                      ("connect_timeout", "connect_timeout"),
-                      ("pool_timeout", "pool_timeout")):
-        if key in options:
-            fields[name] = _seconds(provider, key, options[key])
-    if "idle_check_frequency" in options:
-        _seconds(provider, "idle_check_frequency", options["idle_check_frequency"])
-    return fields
-
-
-def parse_redis_config(config: Any, provider: str = "redis") -> RedisOptions:
-    """Parse any accepted ``providerConfig`` form for ``provider`` ("redis",
-    "redis_cluster" or "redis_sentinel") into :class:`RedisOptions`.
-
-    Accepted: beego's v1 string (``"127.0.0.1:6379,100,astaxie,0"``), beego's JSON or a
-    mapping with the same keys, a ``redis://``/``rediss://``/``unix://`` URL (a ``;``
-    list of them for a cluster; ``redis+sentinel://host:port,.../master`` for Sentinel),
-    or a redis-py client the application owns. A malformed value is a
-    :class:`~websession.ConfigurationError` naming the problem.
-    """
-    fields: dict[str, Any]
-    if config is None or (isinstance(config, str) and not config.strip()):
-        if provider != "redis":
-            raise _fail(provider, "the server addresses are required, e.g. "
-                        "'127.0.0.1:7000;127.0.0.1:7001'", "save_path")
-        fields = {}
-    elif isinstance(config, str) and config.strip().startswith("{"):
-        try:
-            mapping = json.loads(config)
-        except json.JSONDecodeError as exc:
-            raise _fail(provider, f"invalid JSON at line {exc.lineno}, column {exc.colno}: "
-                        f"{exc.msg}") from None
-        if not isinstance(mapping, dict):
-            raise _fail(provider, "a JSON config must be an object")
-        fields = _from_mapping(provider, mapping)
-    elif isinstance(config, str):
-        text = config.strip()
-        if text.startswith(_URL_SCHEMES + _SENTINEL_SCHEMES):
-            fields = _addresses(provider, text)
-        else:
-            fields = _from_seed_string(provider, text)
-    elif isinstance(config, Mapping):
-        fields = _from_mapping(provider, config)
-    else:
-        fields = {"client": config}
-    for name in ("username", "password"):
-        if fields.get(name) == "":
-            fields[name] = None  # as in beego: an empty password means none
-    options = RedisOptions(**fields)
-    _check(provider, options)
-    return options
-
-
-def _check(provider: str, options: RedisOptions) -> None:
-    if options.pool_size < 1:
-        raise _fail(provider, "poolsize must be at least 1", "poolsize")
-    if provider == "redis_cluster" and options.db:
-        raise _fail(provider, "a Redis Cluster has only database 0", "db_num")
-    if provider == "redis_cluster" and options.unix_socket:
-        raise _fail(provider, "a Redis Cluster is not reached through a unix socket",
-                    "save_path")
-    if provider == "redis_sentinel" and not options.master_name:
-        raise _fail(provider, "master_name is required", "master_name")
-    if options.client is not None and not isinstance(options.client, _CLIENT_TYPES[provider]):
-        names = ", ".join(f"{t.__module__}.{t.__qualname__}" for t in _CLIENT_TYPES[provider])
-        raise _fail(provider, f"a client must be one of {names}; got "
-                    f"{type(options.client).__module__}.{type(options.client).__qualname__}",
-                    "client")
-
-
-_CLIENT_TYPES: dict[str, tuple[type, ...]] = {
-    "redis": (redis.Redis, aredis.Redis),
-    "redis_cluster": (scluster.RedisCluster, acluster.RedisCluster),
-    "redis_sentinel": (redis.Redis, aredis.Redis, ssentinel.Sentinel, asentinel.Sentinel),
-}
-
 # -- the providers ------------------------------------------------------------------------
 
 
-class _AsyncClient(NamedTuple):
-    client: Any
-    #: Bounds commands in flight where the pool itself does not wait (cluster nodes).
-    limit: asyncio.Semaphore | None
-
-
-#: Seconds between tries for a connection while a pool is full.
-_POOL_POLL = 0.002
-
-_SYNC_TYPES = (redis.Redis, scluster.RedisCluster, ssentinel.Sentinel)
-_ASYNC_TYPES = (aredis.Redis, acluster.RedisCluster, asentinel.Sentinel)
-
-
 class _RedisBase(BaseProvider):
-    """What the three Redis providers share: the primitives, the clients' life cycle.
+    """What the three Redis providers share: the primitives, run over their clients.
 
-    Subclasses say how to build a client for each mode (:meth:`_make_sync`,
-    :meth:`_make_async`); everything else is here, once.
+    Subclasses name their configuration forms (:attr:`config_parser`) and their
+    topology's clients (:attr:`clients_class`); everything else is here, once.
     """
 
     blocking = True
     refreshes_on_read = True
-    unavailable_errors: tuple[type[BaseException], ...] = (
-        redis.exceptions.ConnectionError,  # includes MasterNotFoundError, auth failures
-        redis.exceptions.TimeoutError,
-        redis.exceptions.BusyLoadingError,  # LOADING: a restarted server reading its data
-        redis.exceptions.ReadOnlyError,  # a demoted master that we still talk to
-        redis.exceptions.ClusterDownError,  # CLUSTERDOWN / MASTERDOWN
-        # maxmemory reached: writes are refused (whole: a script stops at its first write).
-        redis.exceptions.OutOfMemoryError,
-        ConnectionError,
-        TimeoutError,
-    )
-    provider_name: ClassVar[str] = "redis"
+    unavailable_errors = UNAVAILABLE_ERRORS
+    provider_name: ClassVar[str]
+    #: Reads this provider's ``providerConfig`` forms.
+    config_parser: ClassVar[RedisConfigParser]
+    #: Builds, holds and sends through this provider's clients.
+    clients_class: ClassVar[type[RedisClients]]
 
     def __init__(self, config: Any = None, *, key_prefix: str | None = None) -> None:
         """``config`` is any ``providerConfig`` form (see :func:`parse_redis_config`) or a
         redis-py client; ``key_prefix`` overrides the configured one."""
-        self._lock = threading.Lock()
-        self._client: Any = None
-        self._aclients: dict[asyncio.AbstractEventLoop, _AsyncClient] = {}
         self._prefix_override = key_prefix
         # A cluster or sentinel provider made by name gets its addresses from configure().
         self._configured = config is not None
-        if config is None and self.provider_name != "redis":
+        if config is None and self.config_parser.addresses_required:
             self._set_options(RedisOptions())
         else:
-            self._set_options(parse_redis_config(config, self.provider_name))
+            self._set_options(self.config_parser.parse(config))
 
     def _set_options(self, options: RedisOptions) -> None:
         if self._prefix_override is not None:
@@ -624,205 +270,78 @@ class _RedisBase(BaseProvider):
         self.options = options
         self.key_prefix = options.key_prefix
         self._pattern = _match_pattern(options.key_prefix)
-        # An application's client serves its own mode. The other mode reaches a sync one
-        # through a thread; an asyncio one is bound to its loop, so sync calls are refused.
-        self._sync_only = isinstance(options.client, _SYNC_TYPES)
-        self._async_only = isinstance(options.client, _ASYNC_TYPES)
+        self._clients = self.clients_class(options, type(self).__name__)
 
     def configure(self, config: Any) -> None:
         """Apply the manager's ``providerConfig`` (any form :func:`parse_redis_config`
         takes). An empty one keeps what the constructor was given."""
         empty = config is None or (isinstance(config, str) and not config.strip())
-        if empty and (self._configured or self.provider_name == "redis"):
+        if empty and (self._configured or not self.config_parser.addresses_required):
             return
-        options = parse_redis_config(config, self.provider_name)
+        options = self.config_parser.parse(config)
+        # Async clients made with the old settings go with them. (Each should have been
+        # closed in its loop: configure before use, as the manager does.)
         self.close()
-        # Async clients made with the old settings must not serve the new ones. (Each
-        # should have been closed in its loop: configure before use, as the manager does.)
-        self._aclients.clear()
         self._configured = True
         self._set_options(options)
 
-    # -- clients: built on first use, so configuring opens no connection -----------------
-
-    def _retry(self, module: Any) -> Any:
-        return module.Retry(ExponentialBackoff(cap=0.5, base=0.05), self.options.max_retries)
-
-    def _connection_kwargs(self) -> dict[str, Any]:
-        options = self.options
-        return {
-            "username": options.username,
-            "password": options.password,
-            "socket_timeout": options.socket_timeout,
-            "socket_connect_timeout": options.connect_timeout,
-            "health_check_interval": options.health_check_interval,
-            **options.connection,
-        }
-
-    @abstractmethod
-    def _make_sync(self) -> Any:
-        """A blocking client for this provider's servers (or the application's own)."""
-
-    @abstractmethod
-    def _make_async(self) -> _AsyncClient:
-        """An asyncio client for the running loop (or the application's own)."""
-
-    def _sync(self) -> Any:
-        client = self._client
-        if client is None:
-            if self._async_only:
-                raise SessionModeError(
-                    f"{type(self).__name__} was given only an asyncio client: use the "
-                    "async API (the ASGI middleware, the a-prefixed methods) or give it a "
-                    "sync client"
-                )
-            with self._lock:
-                if self._client is None:
-                    self._client = self._make_sync()
-                client = self._client
-        return client
-
-    def _async(self) -> _AsyncClient:
-        loop = asyncio.get_running_loop()
-        entry = self._aclients.get(loop)
-        if entry is None:
-            with self._lock:
-                # A closed loop's client can never be used, nor closed, again: drop it.
-                for old in [old for old in self._aclients if old.is_closed()]:
-                    del self._aclients[old]
-                entry = self._aclients[loop] = self._make_async()
-        return entry
-
-    # -- sending one command: the only mode-specific code --------------------------------
-
-    def _exec(self, *command: Any, **options: Any) -> Any:
-        # Pools are bounded and fail, rather than wait, when full: a waiting pool (or a
-        # semaphore) costs every command a lock round, while a full pool is rare. Only
-        # then does a caller wait, polling, for up to poolTimeout.
-        try:
-            return self._sync().execute_command(*command, **options)
-        except redis.exceptions.MaxConnectionsError:
-            pass  # raised while taking a connection: the command was not sent
-        deadline = time.monotonic() + self.options.pool_timeout
-        while time.monotonic() < deadline:
-            time.sleep(_POOL_POLL)
-            try:
-                return self._sync().execute_command(*command, **options)
-            except redis.exceptions.MaxConnectionsError:
-                continue
-        raise self._pool_exhausted()
-
-    async def _aexec(self, *command: Any, **options: Any) -> Any:
-        if self._sync_only:
-            return await asyncio.to_thread(self._exec, *command, **options)
-        client, limit = self._async()
-        if limit is None:
-            return await client.execute_command(*command, **options)
-        if limit.locked():  # wait for a free slot, as a blocking pool waits for a connection
-            try:
-                async with asyncio.timeout(self.options.pool_timeout):
-                    await limit.acquire()
-            except TimeoutError:
-                raise self._pool_exhausted() from None
-        else:
-            await limit.acquire()
-        try:
-            return await client.execute_command(*command, **options)
-        finally:
-            limit.release()
-
-    def _pool_exhausted(self) -> redis.exceptions.ConnectionError:
-        return redis.exceptions.ConnectionError(
-            f"no free connection within {self.options.pool_timeout:g} s "
-            f"(poolsize {self.options.pool_size})"
-        )
-
-    def _eval(self, script: _Script, key: str, *args: Any) -> Any:
-        try:
-            return self._exec("EVALSHA", script.sha, 1, key, *args)
-        except NoScriptError:  # first use on this server (or after a restart): send it
-            return self._exec("EVAL", script.source, 1, key, *args)
-
-    async def _aeval(self, script: _Script, key: str, *args: Any) -> Any:
-        try:
-            return await self._aexec("EVALSHA", script.sha, 1, key, *args)
-        except NoScriptError:
-            return await self._aexec("EVAL", script.source, 1, key, *args)
-
-    def _scan_targets(self) -> list[dict[str, Any]]:
-        """Extra arguments of the SCANs that together cover every session."""
-        return [{}]
-
-    async def _ascan_targets(self) -> list[dict[str, Any]]:
-        return [{}]
-
-    # -- the primitives -----------------------------------------------------------------
+    # -- the primitives: each plan, run by either mode ------------------------------------
 
     def read(self, sid: str) -> Record | None:
-        """Return the live record and, if a tenth of its idle span has passed, restore the
-        span: one round trip."""
-        return _record(self._eval(_READ, self.key_prefix + sid))
+        """The live record; a Lua script also restores a tenth-spent idle span
+        (``refreshed``)."""
+        return drive(_read(self.key_prefix + sid), self._clients.send)
 
-    async def aread(self, sid: str) -> Record | None:
+    def aread(self, sid: str) -> Coroutine[Any, Any, Record | None]:
         """Async twin of :meth:`read`."""
-        return _record(await self._aeval(_READ, self.key_prefix + sid))
+        return adrive(_read(self.key_prefix + sid), self._clients.asend)
 
     def create(self, sid: str, record: Record) -> bool:
         """``SET NX PX``: store only if no live record has this ID."""
-        return bool(self._exec("SET", self.key_prefix + sid, *_create_args(record)))
+        return drive(_create(self.key_prefix + sid, record), self._clients.send)
 
-    async def acreate(self, sid: str, record: Record) -> bool:
+    def acreate(self, sid: str, record: Record) -> Coroutine[Any, Any, bool]:
         """Async twin of :meth:`create`."""
-        return bool(await self._aexec("SET", self.key_prefix + sid, *_create_args(record)))
+        return adrive(_create(self.key_prefix + sid, record), self._clients.asend)
 
     def update(self, sid: str, record: Record, expected_version: int) -> bool:
-        """Compare-and-set in a Lua script: write only over a live record at
-        ``expected_version``."""
-        args = _update_args(record, expected_version)
-        return bool(self._eval(_UPDATE, self.key_prefix + sid, *args) == 1)
+        """Compare-and-set in a Lua script: only over a live record at that version."""
+        return drive(_update(self.key_prefix + sid, record, expected_version), self._clients.send)
 
-    async def aupdate(self, sid: str, record: Record, expected_version: int) -> bool:
+    def aupdate(self, sid: str, record: Record,
+                expected_version: int) -> Coroutine[Any, Any, bool]:
         """Async twin of :meth:`update`."""
-        args = _update_args(record, expected_version)
-        return bool(await self._aeval(_UPDATE, self.key_prefix + sid, *args) == 1)
+        plan = _update(self.key_prefix + sid, record, expected_version)
+        return adrive(plan, self._clients.asend)
 
     def touch(self, sid: str, expires_at: float) -> bool:
-        """Move the live record's deadline (a Lua script: the TTL and the stored
-        deadline together)."""
-        return bool(self._eval(_TOUCH, self.key_prefix + sid, *_touch_args(expires_at)) == 1)
+        """Move the live record's deadline: its TTL and stored deadline, in a Lua script."""
+        return drive(_touch(self.key_prefix + sid, expires_at), self._clients.send)
 
-    async def atouch(self, sid: str, expires_at: float) -> bool:
+    def atouch(self, sid: str, expires_at: float) -> Coroutine[Any, Any, bool]:
         """Async twin of :meth:`touch`."""
-        args = _touch_args(expires_at)
-        return bool(await self._aeval(_TOUCH, self.key_prefix + sid, *args) == 1)
+        return adrive(_touch(self.key_prefix + sid, expires_at), self._clients.asend)
 
     def delete(self, sid: str) -> None:
         """``DEL``."""
-        self._exec("DEL", self.key_prefix + sid)
+        drive(_delete(self.key_prefix + sid), self._clients.send)
 
-    async def adelete(self, sid: str) -> None:
+    def adelete(self, sid: str) -> Coroutine[Any, Any, None]:
         """Async twin of :meth:`delete`."""
-        await self._aexec("DEL", self.key_prefix + sid)
+        return adrive(_delete(self.key_prefix + sid), self._clients.asend)
+
+    def _count(self, client: Callable[[], Any]) -> Plan[int]:
+        """Count sessions; ``client()`` is the running mode's client (a cluster asks it
+        for its masters)."""
+        return _scan(self._pattern)
 
     def count(self) -> int:
         """Count live sessions with ``SCAN MATCH prefix*``: O(keys in the database)."""
-        plan = _count_plan(self._pattern, self._scan_targets())
-        try:
-            step = next(plan)
-            while True:
-                step = plan.send(self._exec(*step[0], **step[1]))
-        except StopIteration as done:
-            return int(done.value)
+        return drive(self._count(self._clients.sync), self._clients.send)
 
-    async def acount(self) -> int:
+    def acount(self) -> Coroutine[Any, Any, int]:
         """Async twin of :meth:`count`."""
-        plan = _count_plan(self._pattern, await self._ascan_targets())
-        try:
-            step = next(plan)
-            while True:
-                step = plan.send(await self._aexec(*step[0], **step[1]))
-        except StopIteration as done:
-            return int(done.value)
+        return adrive(self._count(self._clients.async_client), self._clients.asend)
 
     def gc(self) -> int:
         """Nothing to do: Redis expires sessions by their TTL."""
@@ -832,30 +351,15 @@ class _RedisBase(BaseProvider):
         """Async twin of :meth:`gc`."""
         return 0
 
-    # -- closing ------------------------------------------------------------------------
-
     def close(self) -> None:
         """Close the connections this provider opened; an application's own client is
         left open. Async clients are closed by :meth:`aclose`, in their event loop."""
-        with self._lock:
-            client, self._client = self._client, None
-            for old in [old for old in self._aclients if old.is_closed()]:
-                del self._aclients[old]
-        if client is not None and client is not self.options.client:
-            self._close_sync(client)
+        self._clients.close()
 
     async def aclose(self) -> None:
         """Close this event loop's async client, and the sync one."""
-        entry = self._aclients.pop(asyncio.get_running_loop(), None)
-        if entry is not None and entry.client is not self.options.client:
-            await self._close_async(entry.client)
-        self.close()
-
-    def _close_sync(self, client: Any) -> None:
-        client.close()
-
-    async def _close_async(self, client: Any) -> None:
-        await client.aclose()
+        await self._clients.aclose()
+        self._clients.close()
 
 
 class RedisProvider(_RedisBase):
@@ -885,32 +389,8 @@ class RedisProvider(_RedisBase):
     """
 
     provider_name = "redis"
-
-    def _pool_kwargs(self, connection_module: Any, retry_module: Any) -> dict[str, Any]:
-        options = self.options
-        kwargs = self._connection_kwargs()
-        kwargs.update(max_connections=options.pool_size, db=options.db,
-                      retry=self._retry(retry_module))
-        if options.unix_socket:
-            kwargs.update(path=options.unix_socket,
-                          connection_class=connection_module.UnixDomainSocketConnection)
-        else:
-            kwargs["host"], kwargs["port"] = options.addresses[0]
-            if options.ssl:
-                kwargs["connection_class"] = connection_module.SSLConnection
-        return kwargs
-
-    def _make_sync(self) -> Any:
-        if self.options.client is not None:
-            return self.options.client
-        pool = redis.ConnectionPool(**self._pool_kwargs(sconnection, sretry))
-        return redis.Redis.from_pool(pool)
-
-    def _make_async(self) -> _AsyncClient:
-        if self.options.client is not None:
-            return _AsyncClient(self.options.client, None)
-        pool = aredis.ConnectionPool(**self._pool_kwargs(aconnection, aretry))
-        return _AsyncClient(aredis.Redis.from_pool(pool), asyncio.Semaphore(self.options.pool_size))
+    config_parser = RedisConfigParser()
+    clients_class = ServerClients
 
 
 class RedisClusterProvider(_RedisBase):
@@ -925,123 +405,24 @@ class RedisClusterProvider(_RedisBase):
 
     ``poolsize`` bounds both the connections to each node and the commands in flight;
     callers beyond it wait instead of failing. :meth:`count` must ``SCAN`` every master:
-    O(keys in the cluster), 1000 keys per round trip, masters one after another.
+    O(keys in the cluster), 1000 keys per round trip.
     """
 
     provider_name = "redis_cluster"
-    _initialized: weakref.WeakSet[Any]
-    _init_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
+    config_parser = ClusterConfigParser()
+    clients_class = ClusterClients
+    unavailable_errors = CLUSTER_UNAVAILABLE_ERRORS
 
-    def __init__(self, config: Any = None, *, key_prefix: str | None = None) -> None:
-        self._initialized = weakref.WeakSet()
-        self._init_locks = weakref.WeakKeyDictionary()
-        super().__init__(config, key_prefix=key_prefix)
-
-    unavailable_errors = (
-        *_RedisBase.unavailable_errors,
-        # "cannot be connected", slots not covered: the cluster client's own errors.
-        redis.exceptions.RedisClusterException,
-    )
-
-    def _cluster_kwargs(self, node_class: Any, retry_module: Any) -> dict[str, Any]:
-        options = self.options
-        kwargs = self._connection_kwargs()
-        kwargs.update(
-            startup_nodes=[node_class(host, port) for host, port in options.addresses],
-            # One more than the in-flight bound: a topology refresh borrows a connection.
-            max_connections=options.pool_size + 1,
-            retry=self._retry(retry_module),
-        )
-        if options.ssl:
-            kwargs["ssl"] = True
-        return kwargs
-
-    def _make_sync(self) -> Any:
-        if self.options.client is not None:
-            return self.options.client
-        return scluster.RedisCluster(**self._cluster_kwargs(scluster.ClusterNode, sretry))
-
-    def _make_async(self) -> _AsyncClient:
-        if self.options.client is not None:
-            return _AsyncClient(self.options.client, None)
-        client = acluster.RedisCluster(**self._cluster_kwargs(acluster.ClusterNode, aretry))
-        return _AsyncClient(client, asyncio.Semaphore(self.options.pool_size))
-
-    async def _aexec(self, *command: Any, **options: Any) -> Any:
-        if not self._sync_only:
-            client = self._async().client
-            if client not in self._initialized:
-                # Commands racing into a cold asyncio cluster client each start its
-                # initialisation, and one that fails makes the others' half-open
-                # connections fail too: initialise once per client, the rest wait.
-                async with self._init_lock():
-                    if client not in self._initialized:
-                        await client.initialize()
-                        self._initialized.add(client)
-        return await super()._aexec(*command, **options)
-
-    def _init_lock(self) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            lock = self._init_locks.get(loop)
-            if lock is None:
-                lock = self._init_locks[loop] = asyncio.Lock()
-            return lock
-
-    def _scan_targets(self) -> list[dict[str, Any]]:
-        return [{"target_nodes": node} for node in self._sync().get_primaries()]
-
-    async def _ascan_targets(self) -> list[dict[str, Any]]:
-        if self._sync_only:
-            return await asyncio.to_thread(self._scan_targets)
-        client = self._async().client
-        await client.initialize()  # learns the topology the first time; a no-op afterwards
-        return [{"target_nodes": node} for node in client.get_primaries()]
-
-
-class _SentinelConnection(ssentinel.SentinelManagedConnection):
-    """Asks the sentinels for the master on every reconnect, retries included.
-
-    redis-py reconnects a dropped connection inside its retry loop to the address it had
-    (redis/redis-py#3874), so after a failover a write first tries the demoted master,
-    gets READONLY, and fails once its retries are spent; reconnecting through
-    :meth:`connect` finds the new master instead.
-    """
-
-    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        this: Any = self  # redis-py's connection methods are untyped
-        if not this._sock:
-            this.connect()
-        base: Any = super()
-        base.send_packed_command(command, check_health)
-
-
-class _SentinelSSLConnection(_SentinelConnection, ssentinel.SentinelManagedSSLConnection):
-    """:class:`_SentinelConnection` over TLS."""
-
-
-class _AsyncSentinelConnection(asentinel.SentinelManagedConnection):
-    """The asyncio twin of :class:`_SentinelConnection`."""
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        this: Any = self
-        if not this.is_connected:
-            await this.connect()
-        await super().send_packed_command(command, check_health)
-
-
-class _AsyncSentinelSSLConnection(_AsyncSentinelConnection,
-                                  asentinel.SentinelManagedSSLConnection):
-    """:class:`_AsyncSentinelConnection` over TLS."""
-
-
-class _BlockingSentinelPool(ssentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
-    """A sentinel-managed pool that waits for a free connection instead of failing."""
-
-
-class _AsyncBlockingSentinelPool(asentinel.SentinelConnectionPool,
-                                 aredis.BlockingConnectionPool):
-    """The asyncio twin of :class:`_BlockingSentinelPool`."""
+    def _count(self, client: Callable[[], Any]) -> Plan[int]:
+        # Without a target node, SCAN goes to every master at once, and a cold client
+        # learns the topology first; each master with more keys is then walked alone.
+        cursors, keys = yield _scan_command(self._pattern, 0), NO_OPTIONS
+        total = len(keys)
+        for node in client().get_primaries():
+            if cursors.get(node.name):
+                total += yield from _scan(self._pattern, cursors[node.name],
+                                          {"target_nodes": node})
+        return total
 
 
 class RedisSentinelProvider(_RedisBase):
@@ -1062,48 +443,5 @@ class RedisSentinelProvider(_RedisBase):
     """
 
     provider_name = "redis_sentinel"
-
-    def _master(self, sentinel_module: Any, retry_module: Any, pool_class: Any,
-                connection_class: Any) -> Any:
-        options = self.options
-        sentinel = options.client
-        if isinstance(sentinel, redis.Redis | aredis.Redis):
-            return sentinel  # the application's own master client
-        if sentinel is None:
-            sentinel = sentinel_module.Sentinel(list(options.addresses), sentinel_kwargs={
-                "socket_timeout": options.socket_timeout,
-                "socket_connect_timeout": options.connect_timeout,
-                "password": options.sentinel_password,
-                # A sentinel that does not answer: ask the next one at once.
-                "retry": retry_module.Retry(ExponentialBackoff(cap=0.1, base=0.01), 0),
-            })
-        kwargs = self._connection_kwargs()
-        kwargs.update(db=options.db, max_connections=options.pool_size,
-                      timeout=options.pool_timeout, retry=self._retry(retry_module),
-                      connection_class=connection_class)
-        return sentinel.master_for(options.master_name, connection_pool_class=pool_class,
-                                   **kwargs)
-
-    def _make_sync(self) -> Any:
-        connection = _SentinelSSLConnection if self.options.ssl else _SentinelConnection
-        return self._master(ssentinel, sretry, _BlockingSentinelPool, connection)
-
-    def _make_async(self) -> _AsyncClient:
-        connection = (_AsyncSentinelSSLConnection if self.options.ssl
-                      else _AsyncSentinelConnection)
-        client = self._master(asentinel, aretry, _AsyncBlockingSentinelPool, connection)
-        return _AsyncClient(client, None)
-
-    def _close_sync(self, client: Any) -> None:
-        client.close()
-        sentinel = client.connection_pool.sentinel_manager
-        if sentinel is not self.options.client:  # we made it: close its sentinel clients
-            for one in sentinel.sentinels:
-                one.close()
-
-    async def _close_async(self, client: Any) -> None:
-        await client.aclose()
-        sentinel = client.connection_pool.sentinel_manager
-        if sentinel is not self.options.client:
-            for one in sentinel.sentinels:
-                await one.aclose()
+    config_parser = SentinelConfigParser()
+    clients_class = SentinelClients

@@ -1,0 +1,423 @@
+"""The Redis providers' connections: the clients of each topology (one server, a cluster,
+Sentinel), and sending one command in either mode.
+
+redis-py keeps a blocking package (``redis``) and an asyncio mirror of it
+(``redis.asyncio``) with the same layout and class names. A :class:`Driver` holds one
+half, so each topology builds its clients once for both modes (:data:`SYNC`,
+:data:`ASYNC`). A :class:`RedisClients` holds one configuration's clients — a blocking
+one and one per running event loop, each made on first use, so configuring opens no
+connection — and runs a provider's plans' steps: :meth:`~RedisClients.send` and
+:meth:`~RedisClients.asend` are the only code that differs between the modes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from operator import methodcaller
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+import redis
+import redis.asyncio as aredis
+import redis.asyncio.cluster as acluster
+import redis.asyncio.connection as aconnection
+import redis.asyncio.retry as aretry
+import redis.asyncio.sentinel as asentinel
+import redis.cluster as scluster
+import redis.connection as sconnection
+import redis.retry as sretry
+import redis.sentinel as ssentinel
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import MaxConnectionsError, NoScriptError
+
+from .._loops import LoopLocal
+from .._plans import Plan, adrive, drive
+from ..exceptions import SessionModeError
+
+if TYPE_CHECKING:
+    from ._redis_config import RedisOptions
+
+__all__ = [
+    "ASYNC",
+    "CLUSTER_UNAVAILABLE_ERRORS",
+    "NO_OPTIONS",
+    "SYNC",
+    "UNAVAILABLE_ERRORS",
+    "UNKNOWN_SCRIPT",
+    "ClusterClients",
+    "Driver",
+    "RedisClients",
+    "SentinelClients",
+    "ServerClients",
+    "Step",
+]
+
+#: A plan's step: ``execute_command``'s arguments and its keyword options (a target node).
+Step = tuple[tuple[Any, ...], Mapping[str, Any]]
+NO_OPTIONS: Mapping[str, Any] = {}
+#: What sending a script the server does not know answers, so that a plan sends its source.
+UNKNOWN_SCRIPT = object()
+#: Seconds between tries for a connection while a pool is full.
+_POOL_POLL = 0.002
+
+# -- redis-py's two halves ----------------------------------------------------------------
+
+
+class Driver(NamedTuple):
+    """One half of redis-py: what a topology builds that mode's clients from."""
+
+    #: ``redis`` or ``redis.asyncio``: ``Redis``, ``ConnectionPool``.
+    redis: Any
+    #: Its connection module: ``SSLConnection``, ``UnixDomainSocketConnection``.
+    connection: Any
+    #: Its retry module: ``Retry``.
+    retry: Any
+    #: Its cluster module: ``RedisCluster``, ``ClusterNode``.
+    cluster: Any
+    #: Its sentinel module: ``Sentinel``.
+    sentinel: Any
+    #: A sentinel-managed pool that waits for a free connection instead of failing.
+    sentinel_pool: type
+    #: Sentinel-managed connections that ask the sentinels on every reconnect.
+    sentinel_connection: type
+    sentinel_ssl_connection: type
+    #: Closes a client (returning an awaitable, in asyncio).
+    close: Callable[[Any], Any]
+
+
+# redis-py reconnects a dropped connection inside its retry loop to the address it had
+# (redis/redis-py#3874), so after a failover a write first tries the demoted master, gets
+# READONLY, and fails once its retries are spent; reconnecting through connect(), which
+# asks the sentinels, finds the new master instead. The blocking and asyncio classes are
+# separate hierarchies whose send_packed_command is a plain method in one and a coroutine
+# in the other, so one mixin cannot override both: each override is three lines.
+
+
+class _SentinelConnection(ssentinel.SentinelManagedConnection):
+    """Asks the sentinels for the master on every reconnect, retries included."""
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        this: Any = self  # redis-py's connection methods are untyped
+        if not this._sock:
+            this.connect()
+        base: Any = super()
+        base.send_packed_command(command, check_health)
+
+
+class _SentinelSSLConnection(_SentinelConnection, ssentinel.SentinelManagedSSLConnection):
+    """:class:`_SentinelConnection` over TLS."""
+
+
+class _AsyncSentinelConnection(asentinel.SentinelManagedConnection):
+    """The asyncio twin of :class:`_SentinelConnection`."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        this: Any = self
+        if not this.is_connected:
+            await this.connect()
+        await super().send_packed_command(command, check_health)
+
+
+class _AsyncSentinelSSLConnection(_AsyncSentinelConnection,
+                                  asentinel.SentinelManagedSSLConnection):
+    """:class:`_AsyncSentinelConnection` over TLS."""
+
+
+class _BlockingSentinelPool(ssentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
+    """A sentinel-managed pool that waits for a free connection instead of failing."""
+
+
+class _AsyncBlockingSentinelPool(asentinel.SentinelConnectionPool,
+                                 aredis.BlockingConnectionPool):
+    """The asyncio twin of :class:`_BlockingSentinelPool`."""
+
+
+#: The blocking half.
+SYNC = Driver(redis, sconnection, sretry, scluster, ssentinel, _BlockingSentinelPool,
+              _SentinelConnection, _SentinelSSLConnection, methodcaller("close"))
+#: The asyncio half.
+ASYNC = Driver(aredis, aconnection, aretry, acluster, asentinel, _AsyncBlockingSentinelPool,
+               _AsyncSentinelConnection, _AsyncSentinelSSLConnection, methodcaller("aclose"))
+
+#: redis-py's errors that mean "the store is unreachable" (see BaseProvider).
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,  # includes MasterNotFoundError, auth failures
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,  # LOADING: a restarted server reading its data
+    redis.exceptions.ReadOnlyError,  # a demoted master that we still talk to
+    redis.exceptions.ClusterDownError,  # CLUSTERDOWN / MASTERDOWN
+    # maxmemory reached: writes are refused (whole: a script stops at its first write).
+    redis.exceptions.OutOfMemoryError,
+    ConnectionError,
+    TimeoutError,
+)
+#: A cluster's too: "cannot be connected", slots not covered (its client's own errors).
+CLUSTER_UNAVAILABLE_ERRORS = (*UNAVAILABLE_ERRORS, redis.exceptions.RedisClusterException)
+
+_SYNC_TYPES = (SYNC.redis.Redis, SYNC.cluster.RedisCluster, SYNC.sentinel.Sentinel)
+_ASYNC_TYPES = (ASYNC.redis.Redis, ASYNC.cluster.RedisCluster, ASYNC.sentinel.Sentinel)
+
+# -- one configuration's clients ----------------------------------------------------------
+
+
+class _LoopClient:
+    """One event loop's asyncio client, made on its first command there, and the bound on
+    its commands in flight where its pool does not wait by itself."""
+
+    __slots__ = ("client", "limit")
+
+    def __init__(self) -> None:
+        self.client: Any = None
+        self.limit: asyncio.Semaphore | None = None
+
+
+class RedisClients(ABC):
+    """One provider configuration's clients, and sending a command through them.
+
+    Subclasses build a client of either half of redis-py (:meth:`make`) for their
+    topology, say which client of the application's serves as it is (:meth:`own`) and
+    what closing one takes (:meth:`closing`).
+    """
+
+    #: Whether asyncio commands need a semaphore: the pool fails, rather than waits, when
+    #: full.
+    bounded_async: ClassVar[bool] = True
+
+    def __init__(self, options: RedisOptions, owner: str) -> None:
+        """``owner`` names the provider in errors."""
+        self.options = options
+        self._owner = owner
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._aclients = LoopLocal(_LoopClient)
+        # An application's client serves its own mode. The other mode reaches a sync one
+        # through a thread; an asyncio one is bound to its loop, so sync calls are refused.
+        self.sync_only = isinstance(options.client, _SYNC_TYPES)
+        self._async_only = isinstance(options.client, _ASYNC_TYPES)
+
+    @abstractmethod
+    def make(self, driver: Driver) -> Any:
+        """A new client of ``driver``'s half for these servers."""
+
+    def own(self) -> Any:
+        """The application's client for these servers, if it gave one, else ``None``."""
+        return self.options.client
+
+    def closing(self, client: Any) -> Plan[None]:
+        """What closing ``client`` takes: a plan whose steps are the clients to close."""
+        yield client
+
+    def connection_kwargs(self, driver: Driver) -> dict[str, Any]:
+        """The connection arguments every topology passes to redis-py."""
+        options = self.options
+        return {
+            "username": options.username,
+            "password": options.password,
+            "socket_timeout": options.socket_timeout,
+            "socket_connect_timeout": options.connect_timeout,
+            "health_check_interval": options.health_check_interval,
+            "retry": driver.retry.Retry(ExponentialBackoff(cap=0.5, base=0.05),
+                                        options.max_retries),
+            **options.connection,
+        }
+
+    def sync(self) -> Any:
+        """The blocking client."""
+        client = self._client
+        if client is None:
+            if self._async_only:
+                raise SessionModeError(
+                    f"{self._owner} was given only an asyncio client: use the async API "
+                    "(the ASGI middleware, the a-prefixed methods) or give it a sync client"
+                )
+            with self._lock:
+                if self._client is None:
+                    own = self.own()
+                    self._client = self.make(SYNC) if own is None else own
+                client = self._client
+        return client
+
+    def _in_loop(self) -> _LoopClient:
+        entry = self._aclients.get()
+        if entry.client is None:
+            own = self.own()
+            if own is not None:
+                entry.client = own
+            else:
+                entry.client = self.make(ASYNC)
+                if self.bounded_async:
+                    entry.limit = asyncio.Semaphore(self.options.pool_size)
+        return entry
+
+    def async_client(self) -> Any:
+        """The client the async API uses: the running loop's, or the application's sync
+        one."""
+        return self.sync() if self.sync_only else self._in_loop().client
+
+    # -- sending one command --------------------------------------------------------------
+
+    def send(self, step: Step) -> Any:
+        """Send one command with the blocking client; return its reply."""
+        command, options = step
+        deadline = 0.0
+        while True:
+            try:
+                return self.sync().execute_command(*command, **options)
+            except NoScriptError:
+                return UNKNOWN_SCRIPT
+            except MaxConnectionsError:
+                # Raised while taking a connection: the command was not sent. Pools fail,
+                # rather than wait, when full: a waiting pool (or a semaphore) costs every
+                # command a lock round, while a full pool is rare. Only then does a caller
+                # wait, polling, for up to poolTimeout.
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + self.options.pool_timeout
+                elif now >= deadline:
+                    raise self._pool_exhausted() from None
+                time.sleep(_POOL_POLL)
+
+    async def asend(self, step: Step) -> Any:
+        """Send one command with the running loop's client; return its reply."""
+        if self.sync_only:
+            return await asyncio.to_thread(self.send, step)
+        command, options = step
+        entry = self._in_loop()
+        limit = entry.limit
+        try:
+            if limit is None:
+                return await entry.client.execute_command(*command, **options)
+            if limit.locked():  # wait for a free slot, as a blocking pool waits
+                try:
+                    async with asyncio.timeout(self.options.pool_timeout):
+                        await limit.acquire()
+                except TimeoutError:
+                    raise self._pool_exhausted() from None
+            else:
+                await limit.acquire()
+            try:
+                return await entry.client.execute_command(*command, **options)
+            finally:
+                limit.release()
+        except NoScriptError:
+            return UNKNOWN_SCRIPT
+
+    def _pool_exhausted(self) -> redis.exceptions.ConnectionError:
+        return redis.exceptions.ConnectionError(
+            f"no free connection within {self.options.pool_timeout:g} s "
+            f"(poolsize {self.options.pool_size})"
+        )
+
+    # -- closing --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the blocking client, unless it is the application's."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None and client is not self.options.client:
+            drive(self.closing(client), SYNC.close)
+
+    async def aclose(self) -> None:
+        """Close the running loop's client, unless it is the application's."""
+        entry = self._aclients.get()
+        client, entry.client, entry.limit = entry.client, None, None
+        if client is not None and client is not self.options.client:
+            await adrive(self.closing(client), ASYNC.close)
+
+
+class ServerClients(RedisClients):
+    """Clients of one server, from a pool bounded by ``poolsize``."""
+
+    def make(self, driver: Driver) -> Any:
+        """A ``Redis`` client over its own pool."""
+        options = self.options
+        kwargs = self.connection_kwargs(driver)
+        kwargs.update(max_connections=options.pool_size, db=options.db)
+        if options.unix_socket:
+            kwargs.update(path=options.unix_socket,
+                          connection_class=driver.connection.UnixDomainSocketConnection)
+        else:
+            kwargs["host"], kwargs["port"] = options.addresses[0]
+            if options.ssl:
+                kwargs["connection_class"] = driver.connection.SSLConnection
+        return driver.redis.Redis.from_pool(driver.redis.ConnectionPool(**kwargs))
+
+
+class ClusterClients(RedisClients):
+    """Clients of a Redis Cluster, discovered from its seed nodes."""
+
+    def __init__(self, options: RedisOptions, owner: str) -> None:
+        super().__init__(options, owner)
+        self._initialized: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._init_locks = LoopLocal(asyncio.Lock)
+
+    def make(self, driver: Driver) -> Any:
+        """A ``RedisCluster`` client."""
+        options = self.options
+        kwargs = self.connection_kwargs(driver)
+        kwargs.update(
+            startup_nodes=[driver.cluster.ClusterNode(host, port)
+                           for host, port in options.addresses],
+            # One more than the in-flight bound: a topology refresh borrows a connection.
+            max_connections=options.pool_size + 1,
+        )
+        if options.ssl:
+            kwargs["ssl"] = True
+        return driver.cluster.RedisCluster(**kwargs)
+
+    async def asend(self, step: Step) -> Any:
+        """Send one command, the loop's client knowing the cluster's topology first."""
+        if not self.sync_only:
+            client = self._in_loop().client
+            if client not in self._initialized:
+                # Commands racing into a cold asyncio cluster client each start its
+                # initialisation, and one that fails makes the others' half-open
+                # connections fail too: initialise once per client, the rest wait.
+                async with self._init_locks.get():
+                    if client not in self._initialized:
+                        await client.initialize()
+                        self._initialized.add(client)
+        return await super().asend(step)
+
+
+class SentinelClients(RedisClients):
+    """Clients of the master that the sentinels name, following it over failovers."""
+
+    bounded_async = False  # its pools wait for a free connection
+
+    def own(self) -> Any:
+        """The application's master client, if it gave one (a ``Sentinel`` it gave is
+        asked for the master instead)."""
+        client = self.options.client
+        return client if isinstance(client, SYNC.redis.Redis | ASYNC.redis.Redis) else None
+
+    def make(self, driver: Driver) -> Any:
+        """The master's client, from a ``Sentinel`` of ours or the application's."""
+        options = self.options
+        sentinel = options.client
+        if sentinel is None:
+            sentinel = driver.sentinel.Sentinel(list(options.addresses), sentinel_kwargs={
+                "socket_timeout": options.socket_timeout,
+                "socket_connect_timeout": options.connect_timeout,
+                "password": options.sentinel_password,
+                # A sentinel that does not answer: ask the next one at once.
+                "retry": driver.retry.Retry(ExponentialBackoff(cap=0.1, base=0.01), 0),
+            })
+        kwargs = self.connection_kwargs(driver)
+        kwargs.update(db=options.db, max_connections=options.pool_size,
+                      timeout=options.pool_timeout,
+                      connection_class=(driver.sentinel_ssl_connection if options.ssl
+                                        else driver.sentinel_connection))
+        return sentinel.master_for(options.master_name,
+                                   connection_pool_class=driver.sentinel_pool, **kwargs)
+
+    def closing(self, client: Any) -> Plan[None]:
+        """The master's client, then the sentinels' clients if we made the ``Sentinel``."""
+        yield client
+        sentinel = client.connection_pool.sentinel_manager
+        if sentinel is not self.options.client:
+            yield from sentinel.sentinels
