@@ -362,12 +362,7 @@ def test_browser_close_cookie_from_set_expiry_zero(memory: Manager) -> None:
     assert morsel["max-age"] == "" and morsel.value
 
 
-@pytest.mark.parametrize("kind", [
-    "sqlite",
-    pytest.param("redis", marks=pytest.mark.xfail(
-        strict=True, reason="the Redis provider's read moves the deadline but does not set "
-        "Record.refreshed, so nothing tells the adapter (or the core) to resend the cookie")),
-])
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_read_only_requests_resend_the_cookie_when_the_deadline_moves(
         kind: str, tmp_path: Path) -> None:
     with store(kind, tmp_path) as conf, override_settings(WEBSESSION=conf):
