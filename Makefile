@@ -41,6 +41,7 @@ bench: $(STAMP) services
 	$(PY) -m bench.storage_bench $(BENCH_FLAGS)
 	$(PY) -m bench.redis_bench $(BENCH_FLAGS)
 	$(PY) -m bench.sql_bench $(BENCH_FLAGS)
+	$(PY) -m bench.aiohttp_bench $(BENCH_FLAGS)
 	$(PY) -m bench.report
 
 clean:
