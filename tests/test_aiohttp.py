@@ -709,3 +709,97 @@ async def test_identity_policy_for_aiohttp_security(store: Store) -> None:
         assert (await browser.get("/me")).json()["user"] == "bob"
     finally:
         await client.close()
+
+
+# -- the demo -----------------------------------------------------------------------------
+
+
+async def test_demo_login_burst_regenerate_logout(store: Store) -> None:
+    from demo.aiohttp_app import make_app as demo_app
+
+    client = await open_client(demo_app(store.manager, "test"))
+    try:
+        browser = Browser(client.request)
+        assert "Log in" in (await browser.get("/")).text
+        reply = await browser.post("/login", data={"username": "ann"})
+        assert reply.status == 303 and reply.headers["Location"] == "/"
+        assert reply.headers["Cache-Control"] == "no-store"
+        welcome = (await browser.get("/")).text
+        assert "Logged in as ann" in welcome and "Active sessions:" in welcome
+
+        assert (await browser.post("/session/burst/start", data={"requests": "20"})).status == 200
+        replies = await asyncio.gather(*(browser.post("/session/burst", data={"key": str(i)})
+                                         for i in range(20)))
+        assert {r.status for r in replies} == {200}
+        state = (await browser.get("/session/state")).json()
+        burst_keys = [key for key, _ in state["data"] if key.startswith("burst-")]
+        assert len(burst_keys) == 20
+
+        before = browser.sid
+        assert (await browser.post("/session/regenerate")).headers["Location"] == "/session"
+        assert browser.sid not in (None, before)
+        page = (await browser.get("/session")).text
+        assert "Logged in as ann" in page and "test" in page
+
+        await browser.post("/logout")
+        assert browser.sid is None
+        assert "Log in" in (await browser.get("/")).text
+    finally:
+        await client.close()
+
+
+async def test_demo_refusals_are_pages() -> None:
+    from demo.aiohttp_app import make_app as demo_app
+
+    client = await open_client(demo_app(Manager("memory", session_class=Session)))
+    try:
+        async with client.post("/login", data={"username": "ann"},
+                               headers={"Origin": "https://evil.example"}) as resp:
+            assert resp.status == 403 and "Cross-site" in await resp.text()
+        async with client.get("/nowhere") as resp:
+            assert resp.status == 404 and "No such page" in await resp.text()
+            assert resp.headers["Content-Type"].startswith("text/html")
+        async with client.get("/login") as resp:
+            assert resp.status == 405 and "POST" in resp.headers["Allow"]
+        async with client.post("/login", json={"username": "ann"}) as resp:
+            assert resp.status == 415
+        async with client.post("/login", data={"username": "x" * 5000}) as resp:
+            assert resp.status == 413
+    finally:
+        await client.close()
+
+
+def test_demo_serve_runs_aiohttp_until_sigterm() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    port = _closed_port()
+    code = ("import websession; from demo.aiohttp_app import serve; "
+            f"serve(websession.Manager('memory'), '127.0.0.1', {port})")
+    root = Path(__file__).resolve().parent.parent
+    with subprocess.Popen([sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            deadline = time.monotonic() + 30
+            while True:  # wait until it listens
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                    assert time.monotonic() < deadline, "the demo did not start listening"
+                    time.sleep(0.1)
+
+            async def visit() -> str:
+                jar = aiohttp.CookieJar(unsafe=True)  # it keeps cookies from an IP address
+                async with aiohttp.ClientSession(f"http://127.0.0.1:{port}",
+                                                 cookie_jar=jar) as http, \
+                        http.post("/login", data={"username": "ann"}) as resp:
+                    return await resp.text()
+
+            assert "Logged in as ann" in asyncio.run(visit())
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        assert proc.returncode == 0
