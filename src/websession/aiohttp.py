@@ -140,7 +140,9 @@ class Session(SessionStore):
         3600`` makes the session expire on the server after an hour without a request
         (the cookie's ``Max-Age`` follows that deadline, sliding with each save);
         ``None`` makes the cookie a browser-session one and the idle timeout the
-        manager's. Saved when the response goes out.
+        manager's. Saved when the response goes out. Unlike aiohttp-session's, the session
+        still ends at its absolute lifetime (the manager's ``absoluteLifetime`` unless
+        :meth:`set_lifetime` gave it one of its own), however long ``max_age`` is.
         """
         persistent = self.persistent
         if persistent is None:
