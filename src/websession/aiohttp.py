@@ -56,7 +56,7 @@ from .exceptions import MissingDependencyError, StoreUnavailableError
 try:
     from aiohttp import web
     from aiohttp.http_writer import StreamWriter
-    from aiohttp.typedefs import Handler
+    from aiohttp.typedefs import Handler, Middleware
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError("aiohttp", "aiohttp", "aiohttp") from exc
 
@@ -306,7 +306,7 @@ async def _save_after(request: web.Request, response: web.StreamResponse) -> Non
     await asyncio.shield(task)
 
 
-def _middleware(binding: _Binding) -> Any:
+def _middleware(binding: _Binding) -> Middleware:
     @web.middleware
     async def websession_middleware(request: web.Request,
                                     handler: Handler) -> web.StreamResponse:
