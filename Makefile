@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) scripts/prune_stray_packages.py
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -43,6 +44,7 @@ bench: $(STAMP) services
 	$(PY) -m bench.flask_bench $(BENCH_FLAGS)
 	$(PY) -m bench.django_bench $(BENCH_FLAGS)
 	$(PY) -m bench.fastapi_bench $(BENCH_FLAGS)
+	$(PY) -m bench.aiohttp_bench $(BENCH_FLAGS)
 	$(PY) -m bench.report
 
 clean:

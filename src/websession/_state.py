@@ -177,7 +177,9 @@ class SessionState:
         release saves it."""
         self.idle, self.absolute, self.persistent = idle, absolute, persistent
         self.lifetime_set = True
-        self.force_save()
+        self.settled = False
+        if not self.is_new:  # a new session is stored with it if it gets data
+            self.forced = True
 
     def concurrent_lifetime(self, lifetime: tuple[float | None, float | None, bool | None] | None,
                             ) -> None:
