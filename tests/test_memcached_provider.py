@@ -289,3 +289,23 @@ def test_outage_raises_store_unavailable_and_recovers(private_memcached: Private
             assert client.active() == 1
         finally:
             client.call(manager.close, manager.aclose)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_server_that_never_answers_times_out(mode: str) -> None:
+    port = free_port()
+    with socket.socket() as silent:  # accepts connections (the kernel does), never answers
+        silent.bind((HOST, port))
+        silent.listen(16)
+        provider = MemcachedProvider(f'{{"servers": "{HOST}:{port}", "timeout": "300ms"}}')
+        manager = Manager(provider)
+        with asyncio.Runner() as runner:
+            client = Client(manager, mode, runner if mode == "async" else None,
+                            cookie="f" * 32)
+            started = time.monotonic()
+            try:
+                with pytest.raises(StoreUnavailableError):
+                    client.data()
+                assert time.monotonic() - started < 3
+            finally:
+                client.call(manager.close, manager.aclose)
