@@ -24,7 +24,13 @@ from tests.redis_servers import free_port
 from tests.servers import require_server, unavailable
 
 import websession.providers.memcached as memcached_provider
-from websession import ConfigurationError, Manager, MissingDependencyError, StoreUnavailableError
+from websession import (
+    ConfigurationError,
+    Manager,
+    MissingDependencyError,
+    SerializationError,
+    StoreUnavailableError,
+)
 from websession.providers.base import Record
 from websession.providers.memcached import (
     RELATIVE_EXPIRY_LIMIT,
@@ -309,3 +315,18 @@ def test_a_server_that_never_answers_times_out(mode: str) -> None:
                 assert time.monotonic() - started < 3
             finally:
                 client.call(manager.close, manager.aclose)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_session_too_large_for_an_item_is_a_clear_error(local_memcached: str, prefix: str,
+                                                          mode: str) -> None:
+    provider = MemcachedProvider(local_memcached, key_prefix=prefix)
+    with asyncio.Runner() as runner:
+        client = Client(Manager(provider), mode, runner if mode == "async" else None)
+        try:
+            with pytest.raises(SerializationError, match="memcached keeps in one item"):
+                client.roundtrip(blob="x" * 2_000_000)
+            client.roundtrip(small=1)  # the same provider goes on working
+            assert client.data() == {"small": 1}
+        finally:
+            client.call(provider.close, provider.aclose)

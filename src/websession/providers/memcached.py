@@ -31,6 +31,11 @@ The primitives and their round trips:
   :class:`~websession.StoreUnavailableError` naming the reason.
 * ``gc``: nothing; 0.
 
+A session bigger than memcached keeps in one item (1 MB unless the server's ``-I`` says
+otherwise) raises :class:`~websession.SerializationError` saying so, in both modes (the
+middleware answers a clean 500); a lost or silent server raises
+:class:`~websession.StoreUnavailableError` within ``timeout``.
+
 Expiry: memcached takes an expiry of up to 30 days as seconds from now, and anything larger
 as an absolute Unix time, so a deadline more than 30 days away is sent as its Unix time:
 this relies on the memcached host's clock agreeing with this one's (NTP). Memcached's clock
@@ -57,14 +62,19 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from ..exceptions import ConfigurationError, MissingDependencyError, StoreUnavailableError
+from ..exceptions import (
+    ConfigurationError,
+    MissingDependencyError,
+    SerializationError,
+    StoreUnavailableError,
+)
 from .base import BaseProvider, Record
 
 try:
     import aiomcache
     from pymemcache.client.base import PooledClient
     from pymemcache.client.rendezvous import RendezvousHash
-    from pymemcache.exceptions import MemcacheUnexpectedCloseError
+    from pymemcache.exceptions import MemcacheServerError, MemcacheUnexpectedCloseError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError("memcached", "memcached", "pymemcache") from exc
 
@@ -254,6 +264,16 @@ def _delete(server: int, key: bytes) -> Plan[None]:
     yield server, "delete", key
 
 
+def _too_large(exc: Exception, value: bytes) -> SerializationError | None:
+    """A server's refusal of an item too large as a :class:`SerializationError`; ``None``
+    for any other error."""
+    if "too large" not in str(exc):
+        return None
+    return SerializationError(
+        f"the session is {len(value)} bytes stored: more than memcached keeps in one item "
+        "(1 MB unless its -I option says otherwise); store less in the session")
+
+
 # -- the clients --------------------------------------------------------------------------
 
 
@@ -280,10 +300,16 @@ class _SyncClients:
         client = self.client(server)
         if command == "gets":
             return client.gets(key)
-        if command == "add":
-            return client.add(key, args[0], args[1], noreply=False)
-        if command == "cas":
-            return bool(client.cas(key, args[0], args[1], args[2], noreply=False))
+        try:
+            if command == "add":
+                return client.add(key, args[0], args[1], noreply=False)
+            if command == "cas":
+                return bool(client.cas(key, args[0], args[1], args[2], noreply=False))
+        except MemcacheServerError as exc:
+            error = _too_large(exc, args[0])
+            if error is None:
+                raise
+            raise error from exc
         return client.delete(key, noreply=False)
 
     def close(self) -> None:
@@ -324,6 +350,11 @@ class _AsyncClients:
                 if command == "cas":
                     return await client.cas(key, args[0], args[1], args[2])
                 return await client.delete(key)
+        except aiomcache.exceptions.ClientException as exc:
+            error = _too_large(exc, args[0] if args else b"")
+            if error is None:
+                raise
+            raise error from exc
         except TimeoutError:
             # The connection may still get the late answer: drop this server's pool.
             if clients[server] is client:
