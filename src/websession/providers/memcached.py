@@ -56,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import threading
 import time
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, replace
@@ -283,15 +284,19 @@ class _SyncClients:
     def __init__(self, options: MemcachedOptions) -> None:
         self.options = options
         self._clients: list[PooledClient | None] = [None] * len(options.servers)
+        self._lock = threading.Lock()
 
     def client(self, server: int) -> PooledClient:
         """The pooled client of server number ``server``."""
         client = self._clients[server]
         if client is None:
-            o = self.options
-            client = self._clients[server] = PooledClient(
-                o.servers[server], connect_timeout=o.connect_timeout, timeout=o.timeout,
-                no_delay=True, default_noreply=False)
+            with self._lock:  # threads arriving together make one client
+                client = self._clients[server]
+                if client is None:
+                    o = self.options
+                    client = self._clients[server] = PooledClient(
+                        o.servers[server], connect_timeout=o.connect_timeout,
+                        timeout=o.timeout, no_delay=True, default_noreply=False)
         return client
 
     def send(self, step: tuple[Any, ...]) -> Any:
@@ -314,7 +319,8 @@ class _SyncClients:
 
     def close(self) -> None:
         """Close every connection."""
-        clients, self._clients = self._clients, [None] * len(self.options.servers)
+        with self._lock:
+            clients, self._clients = self._clients, [None] * len(self.options.servers)
         for client in clients:
             if client is not None:
                 client.close()
