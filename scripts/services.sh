@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Start the local servers the test suite talks to — Redis, MariaDB, PostgreSQL — if they
-# are installed but not running. Nothing is installed here: a server that is not on the
-# machine stays absent, and its tests skip (or fail under CI=true).
+# Start the local servers the test suite talks to — Redis, MariaDB, PostgreSQL, memcached —
+# if they are installed but not running. Nothing is installed here: a server that is not on
+# the machine stays absent, and its tests skip (or fail under CI=true).
 set -u
 
 log() { echo "services: $*"; }
@@ -40,6 +40,18 @@ if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
     log "starting PostgreSQL $version on 127.0.0.1:5432"
     pg_ctlcluster --skip-systemctl-redirect "$version" main start
     wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432
+  fi
+fi
+
+if command -v memcached >/dev/null || [ -x /usr/bin/memcached ]; then
+  memcached_bin=$(command -v memcached || echo /usr/bin/memcached)
+  memcached_up() { bash -c 'exec 3<>/dev/tcp/127.0.0.1/11211' 2>/dev/null; }
+  if ! memcached_up; then
+    log "starting memcached on 127.0.0.1:11211"
+    user=root
+    if id memcache >/dev/null 2>&1; then user=memcache; fi
+    "$memcached_bin" -d -u "$user" -l 127.0.0.1 -p 11211 -U 0 -m 64
+    wait_for memcached memcached_up
   fi
 fi
 exit 0

@@ -39,6 +39,8 @@ _BUILTIN = {
     "redis_sentinel": "websession.providers.redis:RedisSentinelProvider",
     "mysql": "websession.providers.mysql:MySQLProvider",
     "postgresql": "websession.providers.postgres:PostgresProvider",
+    "memcached": "websession.providers.memcached:MemcachedProvider",
+    "memcache": "websession.providers.memcached:MemcachedProvider",  # beego's name
 }
 _registry: dict[str, Any] = {}
 _lock = threading.Lock()
