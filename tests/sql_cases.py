@@ -13,6 +13,7 @@ import pytest
 from tests.db_servers import PrivateServer, check_restart_recovery, private_server
 
 from websession import Manager, MissingDependencyError
+from websession.providers._pool import Pool
 from websession.providers._sql import SQLProvider
 from websession.providers.base import Record
 from websession.testing import Client
@@ -63,13 +64,18 @@ class SQLProviderCases:
         provider = self.make(table=table)
         later = time.time() + 60
         loops = [asyncio.new_event_loop() for _ in range(3)]
+
+        async def own_pool() -> Pool[Any]:
+            return provider._async_pools.get()
+
         try:
             for i, loop in enumerate(loops):  # one pool per loop, each opened in its loop
                 assert loop.run_until_complete(
                     provider.acreate(f"{i:032x}", Record(b"x", later, 1)))
-            assert len(provider._async_pools._pools) == 3
+            pools = [loop.run_until_complete(own_pool()) for loop in loops]
+            assert len({id(pool) for pool in pools}) == 3
             provider.close()  # from sync code: each pool is closed in its own (idle) loop
-            assert not provider._async_pools._pools
+            assert all(pool.closed and not pool._idle for pool in pools)
         finally:
             for loop in loops:
                 loop.close()

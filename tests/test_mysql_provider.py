@@ -19,7 +19,7 @@ from tests.servers import require_server
 from tests.sql_cases import Row, SQLProviderCases
 
 from websession import ConfigurationError, Manager, StoreUnavailableError
-from websession.providers._sql import CHECK_IDLE_AFTER
+from websession.providers._pool import CHECK_IDLE_AFTER, run
 from websession.providers.base import Record
 from websession.providers.mysql import MySQLParams, MySQLPool, MySQLProvider, PoolTimeout, parse_dsn
 from websession.testing import Client, ProviderConformance
@@ -92,7 +92,7 @@ def test_tls_parameter() -> None:
     ("root@tcp(127.0.0.1:3306/test", "closed by ')'"),
     ("root@tcp(127.0.0.1:99999)/test", "port"),
     ("root@udp(127.0.0.1)/test", "unknown network 'udp'"),
-    ("root@tcp(h)/test?timeout=soon", "timeout='soon'"),
+    ("root@tcp(h)/test?timeout=soon", "timeout must be seconds or a Go duration"),
     ("root@tcp(h)/test?tls=custom", "tls='custom'"),
     ("root@tcp(h)/test?frobnicate=1", "unknown parameter 'frobnicate'"),
     ("postgres://u@h/d", "scheme 'postgres'"),
@@ -210,10 +210,10 @@ def test_killed_connections_are_replaced_not_reused(table: str) -> None:
     provider.count()
     pool = provider._own_pool
     assert pool is not None
-    conns = [pool.acquire() for _ in range(4)]
+    conns = [run(pool.acquire()) for _ in range(4)]
     ids = [conn.thread_id() for conn in conns]
     for conn in conns:
-        pool.release(conn)
+        run(pool.release(conn))
     admin = _admin()
     for thread_id in ids:
         admin.cursor().execute(f"KILL {int(thread_id)}")

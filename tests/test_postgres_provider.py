@@ -19,7 +19,7 @@ from tests.servers import require_server
 from tests.sql_cases import Row, SQLProviderCases
 
 from websession import ConfigurationError, Manager, StoreUnavailableError
-from websession.providers._sql import CHECK_IDLE_AFTER
+from websession.providers._pool import CHECK_IDLE_AFTER, arun
 from websession.providers.base import Record
 from websession.providers.postgres import PostgresProvider
 from websession.testing import Client, ProviderConformance
@@ -151,13 +151,13 @@ def test_an_exhausted_async_pool_is_a_store_outage(table: str) -> None:
     manager = Manager(provider)
 
     async def scenario() -> None:
-        pool = await provider._async_pools.get()
-        held = [await pool.acquire() for _ in range(2)]
+        pool = provider._async_pools.get()
+        held = [await arun(pool.acquire()) for _ in range(2)]
         with pytest.raises(StoreUnavailableError) as info:
             await manager.aget_active_session()
         assert isinstance(info.value.__cause__, TimeoutError)
         for link in held:
-            await pool.release(link)
+            await arun(pool.release(link))
         assert await manager.aget_active_session() == 0
         # Many more tasks than connections: they queue, and all get served.
         assert await asyncio.gather(*(provider.acount() for _ in range(40))) == [0] * 40

@@ -22,8 +22,8 @@ Go driver switches that mean nothing here (``parseTime``, ``loc``, ...), which a
 Drivers: PyMySQL (pure Python, maintained, no C toolchain needed; mysqlclient is faster
 but needs the MySQL client library to build) for blocking calls, and aiomysql (built on
 PyMySQL's protocol code, so both modes share error classes and escaping) for asyncio.
-Connections come from websession's bounded pools — :class:`MySQLPool` for blocking calls,
-one ``AsyncPool`` per event loop — which hand out the most recently used connection first,
+Connections come from websession's bounded pools (:mod:`._pool`: one for blocking calls,
+one per event loop for asyncio), which hand out the most recently used connection first,
 report a failed connect at once, and replace a connection the server closed while it sat
 idle (restart, ``wait_timeout``) before a request trips over it. Connections run in
 autocommit at READ COMMITTED: every primitive is one statement, hence one transaction,
@@ -51,37 +51,28 @@ or replaced an expired row" in the same round trip, whatever the connection's
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .._plans import Plan
 from ..exceptions import ConfigurationError, MissingDependencyError
-from ._sql import (
-    AFFECTED,
-    CREATED,
-    ROW,
-    AsyncPool,
-    PerLoop,
-    Plan,
-    Pool,
+from ._mysql_dsn import MySQLParams, parse_dsn
+from ._pool import (
+    AppPool,
+    BlockingPool,
+    Connector,
+    Lender,
     PoolClosed,
     PoolTimeout,
-    SQLProvider,
-    Statements,
-    Step,
-    T,
-    adrive,
-    close_async_pool,
-    drive,
+    call,
     idle_socket_broken,
 )
+from ._sql import AFFECTED, CREATED, ROW, SQLProvider, Statements, Step
 
 try:
     import pymysql  # type: ignore[import-untyped, unused-ignore]
-    from pymysql.constants import CLIENT  # type: ignore[import-untyped, unused-ignore]
 except ImportError:  # pragma: no cover - exercised by the missing-driver test
     raise MissingDependencyError("mysql", "mysql", "pymysql") from None
 
@@ -94,208 +85,9 @@ __all__ = [
     "parse_dsn",
 ]
 
-# Every connection: one statement per transaction, and no gap locks (see the docstring).
-_INIT_COMMAND = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
-# UPDATE reports matched rows, not changed ones: a touch to the same deadline is a success.
-_CLIENT_FLAGS = CLIENT.FOUND_ROWS
 # InnoDB rolled the statement back whole: running it again is safe.
 _ER_LOCK_DEADLOCK = 1213
 _DEADLOCK_ATTEMPTS = 3
-
-# go-sql-driver/mysql switches that change nothing for a session table.
-_IGNORED_PARAMS = frozenset(
-    name.lower() for name in (
-        "allowAllFiles", "allowCleartextPasswords", "allowFallbackToPlaintext",
-        "allowNativePasswords", "allowOldPasswords", "checkConnLiveness", "clientFoundRows",
-        "collation", "columnsWithAlias", "compress", "connectionAttributes",
-        "interpolateParams", "loc", "maxAllowedPacket", "multiStatements", "parseTime",
-        "rejectReadOnly", "serverPubKey", "strict", "timeTruncate",
-    )
-)
-_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
-                   "m": 60.0, "h": 3600.0}
-
-
-@dataclass(frozen=True, slots=True)
-class MySQLParams:
-    """Connection settings read from a DSN, for PyMySQL and aiomysql alike."""
-
-    host: str = "127.0.0.1"
-    port: int = 3306
-    user: str = ""
-    password: str = field(default="", repr=False)
-    database: str = ""
-    unix_socket: str | None = None
-    charset: str = "utf8mb4"
-    connect_timeout: float | None = 5.0
-    read_timeout: float | None = None
-    write_timeout: float | None = None
-    ssl: ssl.SSLContext | None = field(default=None, compare=False)
-
-    def kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
-        """Keyword arguments for ``pymysql.connect`` or ``aiomysql.connect``."""
-        kwargs: dict[str, Any] = {
-            "host": self.host, "port": self.port, "user": self.user or None,
-            "password": self.password,
-            "unix_socket": self.unix_socket, "charset": self.charset,
-            "connect_timeout": self.connect_timeout, "autocommit": True,
-            "client_flag": _CLIENT_FLAGS, "init_command": _INIT_COMMAND, "ssl": self.ssl,
-        }
-        if asynchronous:
-            kwargs["db"] = self.database or None
-        else:
-            kwargs["database"] = self.database or None
-            kwargs["read_timeout"] = self.read_timeout
-            kwargs["write_timeout"] = self.write_timeout
-            # PyMySQL would try TLS unasked; Go's driver, and aiomysql, use it when asked.
-            kwargs["ssl_disabled"] = self.ssl is None
-        return kwargs
-
-
-def _bad(dsn: str, problem: str) -> ConfigurationError:
-    # Never echo the DSN itself: it may hold a password.
-    return ConfigurationError(f"providerConfig: invalid MySQL DSN: {problem}", key="dsn")
-
-
-def _seconds(dsn: str, name: str, value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        pos, seconds = 0, 0.0
-        for match in _GO_DURATION.finditer(value):
-            if match.start() != pos:
-                break
-            seconds += float(match[1]) * _DURATION_UNITS[match[2]]
-            pos = match.end()
-        if pos != len(value) or not value:
-            raise _bad(dsn, f"{name}={value!r} is not a duration such as 5s or 500ms") from None
-    if seconds < 0:
-        raise _bad(dsn, f"{name} must not be negative")
-    return seconds
-
-
-def _tls(dsn: str, value: str) -> ssl.SSLContext | None:
-    mode = value.lower()
-    if mode in ("false", "0", ""):
-        return None
-    if mode in ("true", "1"):
-        return ssl.create_default_context()
-    if mode in ("skip-verify", "preferred"):
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    raise _bad(dsn, f"tls={value!r}: use true, skip-verify, preferred or false (named TLS "
-                    "configurations are a Go feature; pass an SSL context in a pool instead)")
-
-
-def _apply_params(dsn: str, query: str, settings: dict[str, Any]) -> None:
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        key = name.lower().replace("_", "")
-        if key == "charset":
-            settings["charset"] = value.split(",")[0].strip()
-            if not settings["charset"]:
-                raise _bad(dsn, "charset is empty")
-        elif key in ("timeout", "connecttimeout"):
-            settings["connect_timeout"] = _seconds(dsn, name, value) or None  # 0: none
-        elif key == "readtimeout":
-            settings["read_timeout"] = _seconds(dsn, name, value) or None
-        elif key == "writetimeout":
-            settings["write_timeout"] = _seconds(dsn, name, value) or None
-        elif key in ("tls", "ssl"):
-            settings["ssl"] = _tls(dsn, value)
-        elif key in ("unixsocket", "socket"):
-            settings["unix_socket"] = value
-        elif key not in _IGNORED_PARAMS:
-            raise _bad(dsn, f"unknown parameter {name!r} (known: charset, timeout, "
-                            "readTimeout, writeTimeout, tls, unix_socket)")
-
-
-def _host_port(dsn: str, address: str) -> tuple[str, int]:
-    host, port = address, "3306"
-    if address.startswith("["):  # [IPv6]:port
-        end = address.find("]")
-        if end < 0:
-            raise _bad(dsn, "unclosed '[' in the address")
-        host, rest = address[1:end], address[end + 1:]
-        if rest:
-            if not rest.startswith(":"):
-                raise _bad(dsn, "expected ':port' after ']'")
-            port = rest[1:]
-    elif address.count(":") == 1:
-        host, port = address.split(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise _bad(dsn, f"port {port!r} is not a number from 1 to 65535")
-    return host or "127.0.0.1", int(port)
-
-
-def _parse_url(dsn: str) -> MySQLParams:
-    try:
-        url = urlsplit(dsn)
-        port = url.port
-    except ValueError as exc:
-        raise _bad(dsn, str(exc)) from None
-    settings: dict[str, Any] = {
-        "host": url.hostname or "127.0.0.1",
-        "port": port or 3306,
-        "user": unquote(url.username or ""),
-        "password": unquote(url.password or ""),
-        "database": unquote(url.path.lstrip("/")),
-    }
-    if "/" in settings["database"]:
-        raise _bad(dsn, "the database name must not contain '/'")
-    _apply_params(dsn, url.query, settings)
-    return MySQLParams(**settings)
-
-
-def _parse_go(dsn: str) -> MySQLParams:
-    # As go-sql-driver/mysql's ParseDSN: the last '/' ends the address (passwords and
-    # socket paths may hold '/'); the last '@' before it ends the credentials, whose
-    # first ':' splits user from password; "net(address)" sits between them.
-    slash = dsn.rfind("/")
-    if slash < 0:
-        raise _bad(dsn, "no '/' before the database name (expected "
-                        "user:password@tcp(host:port)/dbname)")
-    head, tail = dsn[:slash], dsn[slash + 1:]
-    settings: dict[str, Any] = {}
-    at = head.rfind("@")
-    if at >= 0:
-        user, _, password = head[:at].partition(":")
-        settings["user"], settings["password"] = user, password
-    net_address = head[at + 1:]
-    net, paren, address = net_address.partition("(")
-    if paren:
-        if not address.endswith(")"):
-            raise _bad(dsn, "the address must be closed by ')' right before '/'"
-                            if ")" not in address else
-                            "unescaped ')' or '/' in the address or a parameter value")
-        address = address[:-1]
-    net = net or "tcp"
-    if net in ("tcp", "tcp4", "tcp6"):
-        if address:
-            settings["host"], settings["port"] = _host_port(dsn, address)
-    elif net == "unix":
-        settings["unix_socket"] = address or "/tmp/mysql.sock"
-    else:
-        raise _bad(dsn, f"unknown network {net!r} (use tcp or unix)")
-    database, _, query = tail.partition("?")
-    settings["database"] = unquote(database)
-    _apply_params(dsn, query, settings)
-    return MySQLParams(**settings)
-
-
-def parse_dsn(dsn: str) -> MySQLParams:
-    """Read a Go DSN or a ``mysql://`` URL; a malformed one is a :class:`ConfigurationError`."""
-    if not isinstance(dsn, str) or not dsn.strip():
-        raise ConfigurationError("providerConfig: the MySQL DSN is empty", key="dsn")
-    dsn = dsn.strip()
-    scheme = dsn.partition("://")[0].lower() if "://" in dsn else ""
-    if scheme:
-        if scheme not in ("mysql", "mariadb", "mysql+pymysql"):
-            raise _bad(dsn, f"unknown URL scheme {scheme!r} (use mysql:// or a Go DSN)")
-        return _parse_url(dsn)
-    return _parse_go(dsn)
 
 
 def _usable(conn: Any) -> bool:
@@ -315,8 +107,12 @@ def _aio_usable(conn: Any) -> bool:
                 or getattr(reader, "eof_received", False))
 
 
-async def _aio_close(conn: Any) -> None:
+def _close(conn: Any) -> None:
     conn.close()
+
+
+async def _aio_close(conn: Any) -> None:
+    conn.close()  # aiomysql closes at once; the pool's plan awaits every close
 
 
 def _reusable(conn: Any, exc: BaseException) -> bool:
@@ -326,84 +122,10 @@ def _reusable(conn: Any, exc: BaseException) -> bool:
                       | pymysql.err.DataError | pymysql.err.NotSupportedError)
 
 
-class MySQLPool(Pool[Any]):
-    """A bounded, thread-safe pool of PyMySQL connections (see :class:`Pool`).
-
-    The provider opens one of its own; an application may own one instead, and share it
-    between providers: ``{"pool": MySQLPool(dsn, max_size=20)}``. It closes it itself.
-    """
-
-    def __init__(self, dsn: str | MySQLParams, *, max_size: int = 10,
-                 timeout: float = 5.0) -> None:
-        self.params = dsn if isinstance(dsn, MySQLParams) else parse_dsn(dsn)
-        kwargs = self.params.kwargs(asynchronous=False)
-        super().__init__(lambda: pymysql.connect(**kwargs), max_size=max_size,
-                         timeout=timeout, usable=_usable, close=_close)
-
-
-def _close(conn: Any) -> None:
-    conn.close()
-
-
-class _AppAsyncPool:
-    """An application's ``aiomysql.Pool`` behind :class:`AsyncPool`'s two methods."""
-
-    def __init__(self, pool: Any, timeout: float) -> None:
-        self.pool = pool
-        self.timeout = timeout
-
-    async def acquire(self) -> Any:
-        # aiomysql waits for a free connection forever; a bounded wait is an outage.
-        async with asyncio.timeout(self.timeout):
-            return await self.pool.acquire()
-
-    async def release(self, conn: Any, *, discard: bool = False) -> None:
-        if discard:
-            conn.close()  # the pool drops closed connections
-        await self.pool.release(conn)
-
-
-def _outcome(cursor: Any, fetch: int, row: Any) -> Any:
-    if fetch == ROW:
-        return row
-    if fetch == AFFECTED:
-        return cursor.rowcount
-    if fetch == CREATED:  # see the module docstring: LAST_INSERT_ID(1) means "kept"
-        return cursor.lastrowid == 0
-    return None
-
-
-def _retry(exc: Exception, attempt: int) -> bool:
-    # A deadlock victim: InnoDB rolled the statement back whole, so running it again is
-    # safe. Anything else is for the caller.
-    return (isinstance(exc, pymysql.err.OperationalError)
-            and exc.args[0] == _ER_LOCK_DEADLOCK and attempt < _DEADLOCK_ATTEMPTS)
-
-
-def _execute(conn: Any, plan: Plan[T]) -> T:
-    """Run ``plan``'s statements on a PyMySQL connection."""
-    cursor = conn.cursor()
-
-    def execute(step: Step) -> Any:
-        sql, params, fetch = step
-        attempt = 1
-        while True:
-            try:
-                cursor.execute(sql, params)
-                break
-            except Exception as exc:
-                if not _retry(exc, attempt):
-                    raise
-                attempt += 1
-        return _outcome(cursor, fetch, cursor.fetchone() if fetch == ROW else None)
-
-    return drive(plan, execute)
-
-
 def _render(conn: Any, sql: str, params: Mapping[str, Any] | None) -> str:
     # aiomysql 0.3.2 cannot escape bytes with PyMySQL >= 1.2.3 (it calls a helper PyMySQL
     # replaced by a placeholder string: aio-libs/aiomysql#1080), so parameters are
-    # rendered here, bytes as the hex literal PyMySQL itself now sends.
+    # rendered here for both drivers, bytes as a binary hex literal.
     if params is None:
         return sql
     return sql % {
@@ -412,29 +134,31 @@ def _render(conn: Any, sql: str, params: Mapping[str, Any] | None) -> str:
     }
 
 
-async def _aexecute(conn: Any, plan: Plan[T]) -> T:
-    """Run ``plan``'s statements on an aiomysql connection."""
-    cursor = await conn.cursor()
-    # An application's pool may not autocommit: end each statement's transaction then.
-    autocommit = conn.get_autocommit()
-
-    async def execute(step: Step) -> Any:
-        sql, params, fetch = step
-        query = _render(conn, sql, params)
-        attempt = 1
-        while True:
-            try:
-                await cursor.execute(query)
-                break
-            except Exception as exc:
-                if not _retry(exc, attempt):
-                    raise
-                attempt += 1
-        if not autocommit:
-            await conn.commit()
-        return _outcome(cursor, fetch, await cursor.fetchone() if fetch == ROW else None)
-
-    return await adrive(plan, execute)
+def _statement(conn: Any, step: Step) -> Plan[Any]:
+    """Run one statement on a PyMySQL or an aiomysql connection (a plan of calls)."""
+    sql, params, fetch = step
+    cursor = yield (conn.cursor,)
+    query = _render(conn, sql, params)
+    attempt = 1
+    while True:
+        try:
+            yield (cursor.execute, query)
+            break
+        except pymysql.err.OperationalError as exc:
+            # A deadlock victim: InnoDB rolled the statement back whole, so running it
+            # again is safe. Anything else is for the caller.
+            if exc.args[0] != _ER_LOCK_DEADLOCK or attempt == _DEADLOCK_ATTEMPTS:
+                raise
+            attempt += 1
+    if not conn.get_autocommit():  # an application's pool may not autocommit
+        yield (conn.commit,)
+    if fetch == ROW:
+        return (yield (cursor.fetchone,))
+    if fetch == AFFECTED:
+        return cursor.rowcount
+    if fetch == CREATED:  # see the module docstring: LAST_INSERT_ID(1) means "kept"
+        return cursor.lastrowid == 0
+    return None
 
 
 def _aiomysql() -> Any:
@@ -443,6 +167,37 @@ def _aiomysql() -> Any:
     except ImportError:
         raise MissingDependencyError("mysql", "mysql", "aiomysql") from None
     return aiomysql
+
+
+def _connector(params: MySQLParams, *, asynchronous: bool) -> Connector[Any]:
+    """How to open PyMySQL (blocking) or aiomysql (asyncio) connections with ``params``."""
+    if asynchronous:
+        connect = partial(_aiomysql().connect, **params.kwargs(asynchronous=True))
+        return Connector(partial(call, connect), partial(call, _aio_close), _aio_usable,
+                         asynchronous=True)
+    connect = partial(pymysql.connect, **params.kwargs(asynchronous=False))
+    return Connector(partial(call, connect), partial(call, _close), _usable,
+                     asynchronous=False)
+
+
+async def _acquire_within(pool: Any, timeout: float) -> Any:
+    # aiomysql waits for a free connection forever; a bounded wait is an outage.
+    async with asyncio.timeout(timeout):
+        return await pool.acquire()
+
+
+class MySQLPool(BlockingPool[Any]):
+    """A bounded, thread-safe pool of PyMySQL connections (see :class:`~._pool.Pool`).
+
+    The provider opens one of its own; an application may own one instead, and share it
+    between providers: ``{"pool": MySQLPool(dsn, max_size=20)}``. It closes it itself.
+    """
+
+    def __init__(self, dsn: str | MySQLParams, *, max_size: int = 10,
+                 timeout: float = 5.0) -> None:
+        self.params = dsn if isinstance(dsn, MySQLParams) else parse_dsn(dsn)
+        super().__init__(_connector(self.params, asynchronous=False), max_size=max_size,
+                         timeout=timeout)
 
 
 def _quote(parts: tuple[str, ...]) -> str:
@@ -456,18 +211,9 @@ class MySQLProvider(SQLProvider):
     unavailable_errors = (
         pymysql.err.OperationalError,  # cannot connect, lost connection, server shutdown
         pymysql.err.InterfaceError,  # a connection closed under us
-        ConnectionError,
+        ConnectionError,  # PoolClosed
         TimeoutError,  # PoolTimeout, and asyncio timeouts
     )
-
-    def __init__(self, dsn: str | None = None, **options: Any) -> None:
-        self._own_pool: MySQLPool | None = None
-        self._async_pools: PerLoop[AsyncPool[Any]] = PerLoop(
-            self._open_async_pool, close_async_pool)
-        self._app_async_pool: _AppAsyncPool | None = None
-        super().__init__(dsn, **options)
-
-    # -- configuration ----------------------------------------------------------------
 
     def make_statements(self, table: tuple[str, ...]) -> Statements:
         """MySQL's statements for ``table``."""
@@ -512,47 +258,26 @@ class MySQLProvider(SQLProvider):
         """Parse ``dsn``; a malformed one is a :class:`ConfigurationError`."""
         parse_dsn(dsn)
 
-    def check_pool(self, pool: Any, *, asynchronous: bool) -> Any:
-        """Accept a :class:`MySQLPool`, or for async use an ``aiomysql.Pool``."""
-        if asynchronous:
-            if not isinstance(pool, _aiomysql().Pool):
+    def connector(self, dsn: str, *, asynchronous: bool) -> Connector[Any]:
+        """PyMySQL connections to ``dsn``, or aiomysql ones for asyncio."""
+        return _connector(parse_dsn(dsn), asynchronous=asynchronous)
+
+    def adopt_pool(self, pool: Any, *, asynchronous: bool) -> Lender[Any]:
+        """Lend from a :class:`MySQLPool`, or for async use from an ``aiomysql.Pool``."""
+        if not asynchronous:
+            if not isinstance(pool, MySQLPool):
                 raise ConfigurationError(
-                    f"providerConfig: asyncPool must be an aiomysql.Pool, not "
-                    f"{type(pool).__name__}", key="asyncPool")
-            self._app_async_pool = _AppAsyncPool(pool, self.pool_timeout)
-        elif not isinstance(pool, MySQLPool):
+                    f"providerConfig: pool must be a websession.providers.mysql.MySQLPool, "
+                    f"not {type(pool).__name__}", key="pool")
+            return pool.pool
+        if not isinstance(pool, _aiomysql().Pool):
             raise ConfigurationError(
-                f"providerConfig: pool must be a websession.providers.mysql.MySQLPool, not "
-                f"{type(pool).__name__}", key="pool")
-        return pool
+                f"providerConfig: asyncPool must be an aiomysql.Pool, not "
+                f"{type(pool).__name__}", key="asyncPool")
+        take = Connector(partial(call, _acquire_within, pool, self.pool_timeout),
+                         partial(call, _aio_close), _aio_usable, asynchronous=True)
+        return AppPool(take, put=partial(call, pool.release), tries=pool.maxsize)
 
-    # -- blocking I/O -----------------------------------------------------------------
-
-    def _sync_pool(self) -> Pool[Any]:
-        """The application's :class:`MySQLPool`, or our own."""
-        if self.pool is not None:
-            return self.pool  # type: ignore[no-any-return]
-        with self._lock:
-            if self._own_pool is None:
-                self._own_pool = MySQLPool(self._need_dsn("sync"), max_size=self.max_connections,
-                                           timeout=self.pool_timeout)
-            return self._own_pool
-
-    # -- asyncio I/O ------------------------------------------------------------------
-
-    async def _open_async_pool(self) -> AsyncPool[Any]:
-        aiomysql = _aiomysql()
-        kwargs = parse_dsn(self._need_dsn("async")).kwargs(asynchronous=True)
-
-        async def connect() -> Any:
-            return await aiomysql.connect(**kwargs)
-
-        return AsyncPool(connect, max_size=self.max_connections, timeout=self.pool_timeout,
-                         usable=_aio_usable, close=_aio_close)
-
-    # The drivers' halves of SQLProvider's borrowing, as plain functions above.
-    _execute = staticmethod(_execute)
-    _aexecute = staticmethod(_aexecute)
+    # The driver's halves of SQLProvider's borrowing, as plain functions above.
+    _statement = staticmethod(_statement)
     _reusable = staticmethod(_reusable)
-
-

@@ -14,16 +14,17 @@
   ``asyncPool`` (a ``psycopg_pool.AsyncConnectionPool``; the provider never closes pools
   it did not open).
 
-psycopg 3 serves both modes from one package. Connections (autocommit: every primitive is
-one statement, hence one transaction) come from websession's bounded pools
-(:class:`~websession.providers._sql.Pool`, and one ``AsyncPool`` per event loop), which
-hand out the most recently used connection first: psycopg_pool's pools hand them out in
-turn, so sequential requests wake a different, cold server process for every statement,
-and they retry a failed reconnect with growing delays, so a restarted server is taken
-back only seconds later. Here a failed connect reaches the request at once, and before a
-borrowed connection is used its socket is polled (no round trip): one the server closed
-while it sat idle — a restart, ``idle_session_timeout`` — is replaced instead of failing a
-request. Application-owned psycopg_pool pools get the same check.
+psycopg 3 serves both modes from one package, with the same method names, so one plan per
+operation serves both. Connections (autocommit: every primitive is one statement, hence
+one transaction) come from websession's bounded pools (:mod:`._pool`: one for blocking
+calls, one per event loop for asyncio), which hand out the most recently used connection
+first: psycopg_pool's pools hand them out in turn, so sequential requests wake a
+different, cold server process for every statement, and they retry a failed reconnect with
+growing delays, so a restarted server is taken back only seconds later. Here a failed
+connect reaches the request at once, and before a borrowed connection is used its socket
+is polled (no round trip): one the server closed while it sat idle — a restart,
+``idle_session_timeout`` — is replaced instead of failing a request. Application-owned
+psycopg_pool pools get the same check.
 
 The table, created on first use unless ``createTable`` is false (under an advisory lock,
 so processes starting together do not race)::
@@ -44,35 +45,19 @@ work instead of waiting on each other.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import Any
 
+from .._plans import Plan
 from ..exceptions import ConfigurationError, MissingDependencyError
-from ._sql import (
-    AFFECTED,
-    CREATED,
-    ROW,
-    AsyncPool,
-    PerLoop,
-    Plan,
-    Pool,
-    SQLProvider,
-    Statements,
-    Step,
-    T,
-    adrive,
-    close_async_pool,
-    drive,
-    idle_socket_broken,
-)
+from ._pool import AppPool, Connector, Lender, idle_socket_broken
+from ._sql import AFFECTED, CREATED, ROW, SQLProvider, Statements, Step
 
 try:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 except ImportError:  # pragma: no cover - exercised by the missing-driver test
     raise MissingDependencyError("postgresql", "postgres", "psycopg") from None
-
-if TYPE_CHECKING:
-    import psycopg_pool
 
 __all__ = ["PostgresProvider"]
 
@@ -91,10 +76,7 @@ class _Link:
 
 
 def _usable(link: _Link) -> bool:
-    return _alive(link.conn)
-
-
-def _alive(conn: Any) -> bool:
+    conn = link.conn
     if conn.closed:
         return False
     pgconn = conn.pgconn
@@ -110,94 +92,41 @@ def _reusable(link: _Link, exc: BaseException) -> bool:
     return not conn.closed and conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
-def _close(link: _Link) -> None:
-    link.conn.close()
+# psycopg's blocking and asyncio classes share their method names, so each plan below
+# serves both modes: its calls are awaited when the plan runs in an event loop.
 
 
-async def _aclose(link: _Link) -> None:
-    await link.conn.close()
+def _lend(take: Any) -> Plan[_Link]:
+    """A connection from ``take`` (connect, or an application pool's getconn)."""
+    return _Link((yield (take,)))
 
 
-class _AppPool:
-    """An application's ``psycopg_pool.ConnectionPool`` behind :class:`Pool`'s methods."""
-
-    def __init__(self, pool: psycopg_pool.ConnectionPool[Any]) -> None:
-        self.pool = pool
-
-    def acquire(self) -> _Link:
-        conn = self.pool.getconn()
-        for _ in range(self.pool.max_size):  # dead idle ones: closed, handed back, replaced
-            if _alive(conn):
-                break
-            conn.close()
-            self.pool.putconn(conn)
-            conn = self.pool.getconn()
-        return _Link(conn)
-
-    def release(self, link: _Link, *, discard: bool = False) -> None:
-        if discard:
-            link.conn.close()  # the pool replaces closed connections
-        self.pool.putconn(link.conn)
+def _close(link: _Link) -> Plan[None]:
+    yield (link.conn.close,)
 
 
-class _AppAsyncPool:
-    """An application's ``psycopg_pool.AsyncConnectionPool`` behind :class:`AsyncPool`'s."""
-
-    def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Any]) -> None:
-        self.pool = pool
-
-    async def acquire(self) -> _Link:
-        conn = await self.pool.getconn()
-        for _ in range(self.pool.max_size):
-            if _alive(conn):
-                break
-            await conn.close()
-            await self.pool.putconn(conn)
-            conn = await self.pool.getconn()
-        return _Link(conn)
-
-    async def release(self, link: _Link, *, discard: bool = False) -> None:
-        if discard:
-            await link.conn.close()
-        await self.pool.putconn(link.conn)
+def _give_back(putconn: Any, link: _Link) -> Plan[None]:
+    yield (putconn, link.conn)
 
 
-def _outcome(cursor: Any, fetch: int, row: Any) -> Any:
+def _connector(take: Any, *, asynchronous: bool) -> Connector[_Link]:
+    return Connector(partial(_lend, take), _close, _usable, asynchronous=asynchronous)
+
+
+def _statement(link: _Link, step: Step) -> Plan[Any]:
+    """Run one statement on a psycopg connection (a plan of calls)."""
+    sql, params, fetch = step
+    conn, cursor = link.conn, link.cursor
+    yield (cursor.execute, sql, params)
+    if not conn.autocommit:  # an application's pool may not autocommit
+        yield (conn.commit,)
     if fetch == ROW:
-        return row
+        return (yield (cursor.fetchone,))
     if fetch == AFFECTED:
         return cursor.rowcount
     if fetch == CREATED:  # ON CONFLICT ... WHERE: no row when a live one was kept
         return cursor.rowcount == 1
     return None
-
-
-def _execute(link: _Link, plan: Plan[T]) -> T:
-    """Run ``plan``'s statements on a psycopg connection."""
-    conn, cursor = link.conn, link.cursor
-
-    def execute(step: Step) -> Any:
-        sql, params, fetch = step
-        cursor.execute(sql, params)
-        if not conn.autocommit:  # an application's pool may not autocommit
-            conn.commit()
-        return _outcome(cursor, fetch, cursor.fetchone() if fetch == ROW else None)
-
-    return drive(plan, execute)
-
-
-async def _aexecute(link: _Link, plan: Plan[T]) -> T:
-    """Run ``plan``'s statements on an async psycopg connection."""
-    conn, cursor = link.conn, link.cursor
-
-    async def execute(step: Step) -> Any:
-        sql, params, fetch = step
-        await cursor.execute(sql, params)
-        if not conn.autocommit:
-            await conn.commit()
-        return _outcome(cursor, fetch, await cursor.fetchone() if fetch == ROW else None)
-
-    return await adrive(plan, execute)
 
 
 def _quote(parts: tuple[str, ...]) -> str:
@@ -214,17 +143,6 @@ class PostgresProvider(SQLProvider):
         ConnectionError,
         TimeoutError,
     )
-
-    def __init__(self, dsn: str | None = None, **options: Any) -> None:
-        self._own_pool: Pool[_Link] | None = None
-        self._async_pools: PerLoop[AsyncPool[_Link]] = PerLoop(
-            self._open_async_pool, close_async_pool
-        )
-        self._app_pool: _AppPool | None = None
-        self._app_async_pool: _AppAsyncPool | None = None
-        super().__init__(dsn, **options)
-
-    # -- configuration ----------------------------------------------------------------
 
     def default_dsn(self) -> str:
         """libpq's defaults (``PGHOST``, ``PGUSER``... or a local socket)."""
@@ -282,8 +200,16 @@ class PostgresProvider(SQLProvider):
                 f"providerConfig: invalid PostgreSQL DSN: {exc}", key="dsn"
             ) from None
 
-    def check_pool(self, pool: Any, *, asynchronous: bool) -> Any:
-        """Accept a ``psycopg_pool.ConnectionPool`` (``AsyncConnectionPool`` for async)."""
+    def connector(self, dsn: str, *, asynchronous: bool) -> Connector[Any]:
+        """psycopg connections to ``dsn`` (autocommit), blocking or asyncio."""
+        options: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in conninfo_to_dict(dsn):
+            options["connect_timeout"] = _CONNECT_TIMEOUT
+        kind = psycopg.AsyncConnection if asynchronous else psycopg.Connection
+        return _connector(partial(kind.connect, dsn, **options), asynchronous=asynchronous)
+
+    def adopt_pool(self, pool: Any, *, asynchronous: bool) -> Lender[Any]:
+        """Lend from a ``psycopg_pool.ConnectionPool`` (``AsyncConnectionPool`` for async)."""
         try:
             import psycopg_pool
         except ImportError:  # only an application's own pool needs it
@@ -294,49 +220,10 @@ class PostgresProvider(SQLProvider):
             raise ConfigurationError(
                 f"providerConfig: {key} must be a psycopg_pool.{kind.__name__}, not "
                 f"{type(pool).__name__}", key=key)
-        if isinstance(pool, psycopg_pool.AsyncConnectionPool):
-            self._app_async_pool = _AppAsyncPool(pool)
-        elif isinstance(pool, psycopg_pool.ConnectionPool):
-            self._app_pool = _AppPool(pool)
-        return pool
+        # Dead idle connections are closed and handed back: psycopg_pool replaces them.
+        return AppPool(_connector(pool.getconn, asynchronous=asynchronous),
+                       put=partial(_give_back, pool.putconn), tries=pool.max_size)
 
-    def _connect_options(self, dsn: str) -> dict[str, Any]:
-        options: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in conninfo_to_dict(dsn):
-            options["connect_timeout"] = _CONNECT_TIMEOUT
-        return options
-
-    # -- blocking I/O -----------------------------------------------------------------
-
-    def _sync_pool(self) -> Pool[Any]:
-        """The application's pool, or our own."""
-        if self._app_pool is not None:
-            return self._app_pool  # type: ignore[return-value]
-        with self._lock:
-            if self._own_pool is None:
-                dsn = self._need_dsn("sync")
-                options = self._connect_options(dsn)
-                self._own_pool = Pool(
-                    lambda: _Link(psycopg.Connection.connect(dsn, **options)),
-                    max_size=self.max_connections, timeout=self.pool_timeout,
-                    usable=_usable, close=_close,
-                )
-            return self._own_pool
-
-    # -- asyncio I/O ------------------------------------------------------------------
-
-    async def _open_async_pool(self) -> AsyncPool[_Link]:
-        dsn = self._need_dsn("async")
-        options = self._connect_options(dsn)
-
-        async def connect() -> _Link:
-            return _Link(await psycopg.AsyncConnection.connect(dsn, **options))
-
-        return AsyncPool(connect, max_size=self.max_connections, timeout=self.pool_timeout,
-                         usable=_usable, close=_aclose)
-
-    # The drivers' halves of SQLProvider's borrowing, as plain functions above.
-    _execute = staticmethod(_execute)
-    _aexecute = staticmethod(_aexecute)
+    # The driver's halves of SQLProvider's borrowing, as plain functions above.
+    _statement = staticmethod(_statement)
     _reusable = staticmethod(_reusable)
-
