@@ -25,6 +25,7 @@ The concurrency contract every ``BaseProvider`` keeps:
 from __future__ import annotations
 
 import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, runtime_checkable
@@ -41,6 +42,8 @@ __all__ = [
     "Provider",
     "Record",
     "Store",
+    "dump_versioned",
+    "load_versioned",
     "parse_options",
 ]
 
@@ -124,6 +127,28 @@ class Provider(Protocol):
     def session_gc(self) -> None:
         """Remove expired sessions."""
         ...
+
+
+def dump_versioned(record: Record) -> bytes:
+    """A record as ``version:deadline:payload`` bytes, the layout key-value stores keep
+    (the deadline as a float's repr, so it reads back exactly)."""
+    return b"%d:%s:" % (record.version, repr(record.expires_at).encode()) + record.payload
+
+
+def load_versioned(value: bytes, refreshed: bool = False) -> Record | None:
+    """A value made by :func:`dump_versioned` as a live record; ``None`` if it is past
+    its deadline or not in that layout."""
+    version, _, rest = value.partition(b":")
+    deadline, sep, payload = rest.partition(b":")
+    if not sep or not version.isdigit():
+        return None
+    try:
+        expires_at = float(deadline)
+    except ValueError:
+        return None
+    if not expires_at > time.time():  # NaN too
+        return None
+    return Record(payload, expires_at, int(version), refreshed)
 
 
 class Configurable:

@@ -69,7 +69,7 @@ from ..exceptions import (
     SerializationError,
     StoreUnavailableError,
 )
-from .base import BaseProvider, Record
+from .base import BaseProvider, Record, dump_versioned, load_versioned
 
 try:
     import aiomcache
@@ -193,24 +193,12 @@ def _expiry(expires_at: float) -> int:
 
 
 def _value(record: Record) -> bytes:
-    return b"%d:%s:" % (record.version, repr(record.expires_at).encode()) + record.payload
+    return dump_versioned(record)
 
 
 def _record(value: bytes | None) -> Record | None:
     """A stored value as a live record; ``None`` if absent, expired or foreign."""
-    if value is None:
-        return None
-    version, _, rest = value.partition(b":")
-    deadline, sep, payload = rest.partition(b":")
-    if not sep or not version.isdigit():
-        return None
-    try:
-        expires_at = float(deadline)
-    except ValueError:
-        return None
-    if not expires_at > time.time():
-        return None
-    return Record(payload, expires_at, int(version))
+    return None if value is None else load_versioned(value)
 
 
 # -- the primitives, as plans -------------------------------------------------------------

@@ -31,7 +31,7 @@ from dataclasses import replace
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from ..exceptions import MissingDependencyError
-from .base import BaseProvider, Record
+from .base import BaseProvider, Record, dump_versioned, load_versioned
 
 try:
     import redis  # noqa: F401 - here, so that a missing driver fails naming the extra
@@ -153,8 +153,7 @@ def _ttl_ms(expires_at: float) -> int:
 
 
 def _value(record: Record, ttl: int) -> bytes:
-    header = f"{ttl:0{_SPAN_WIDTH}d}:{record.version}:{record.expires_at!r}:"
-    return header.encode() + record.payload
+    return b"%0*d:" % (_SPAN_WIDTH, ttl) + dump_versioned(record)
 
 
 def _record(reply: Any) -> Record | None:
@@ -163,17 +162,8 @@ def _record(reply: Any) -> Record | None:
     value = reply[0] if refreshed else reply
     if value is None or value[_SPAN_WIDTH:_HEADER] != b":":
         return None
-    version, _, rest = value[_HEADER:].partition(b":")
-    deadline, sep, payload = rest.partition(b":")
-    if not sep or not version.isdigit():
-        return None
-    try:
-        expires_at = float(deadline)
-    except ValueError:
-        return None
-    if expires_at <= time.time():
-        return None  # past its deadline, in the last millisecond of its TTL
-    return Record(payload, expires_at, int(version), refreshed)
+    # Past its deadline counts as absent: Redis may hold it for the last ms of its TTL.
+    return load_versioned(value[_HEADER:], refreshed)
 
 
 # -- the primitives, as plans -------------------------------------------------------------
