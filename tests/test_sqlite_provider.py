@@ -16,10 +16,10 @@ from websession import ConfigurationError, Manager
 from websession.providers import sqlite as sqlite_module
 from websession.providers.base import Record
 from websession.providers.sqlite import SQLiteProvider
-from websession.testing import ProviderConformance
+from websession.testing import ProviderConformance, ScanConformance
 
 
-class TestSQLiteConformance(ProviderConformance):
+class TestSQLiteConformance(ProviderConformance, ScanConformance):
     @pytest.fixture
     def provider(self, tmp_path: Path) -> SQLiteProvider:
         return SQLiteProvider(str(tmp_path / "sessions.db"))

@@ -27,13 +27,19 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._ids import SessionIDs
+from ._ops import Counters, Events, SessionInfo
 from ._plans import Plan, adrive, drive
 from ._session import SessionStore
 from ._state import SessionState
 from .codecs import DecodeError
 from .cookies import dump_cookie
-from .exceptions import SessionConflictError, SessionModeError, StoreUnavailableError
-from .providers.base import BaseProvider, Record
+from .exceptions import (
+    SessionConflictError,
+    SessionModeError,
+    StoreUnavailableError,
+    UnsupportedOperationError,
+)
+from .providers.base import BaseProvider, Page, Record
 
 if TYPE_CHECKING:
     from ._config import ManagerConfig
@@ -53,6 +59,7 @@ _CREATED = struct.Struct(">d")
 _OWN_LIFETIME = struct.Struct(">xdddb")
 _isfinite = math.isfinite
 _running_loop = asyncio._get_running_loop  # C: None off an event loop's thread
+_clock = time.perf_counter
 _PERSIST = {None: -1, False: 0, True: 1}
 _PERSISTED = {-1: None, 0: False, 1: True}
 
@@ -89,6 +96,9 @@ class Engine(ABC):
         #: Whether a client-supplied ID has the shape this engine issues (chosen once:
         #: this runs on every request that sends a cookie).
         self.valid_client_id: Callable[[str], object] = self.ids.matches
+        #: What the engine counted (read by ``Manager.stats``) and who listens to it.
+        self.counters = Counters()
+        self.events = Events()
 
     # -- opening ----------------------------------------------------------------------
 
@@ -174,7 +184,38 @@ class Engine(ABC):
             state.adopt(decoded[0], decoded[1], record.version, record.expires_at,
                         record.refreshed, decoded[2])
 
+    def info(self, sid: str, record: Record | None, now: float) -> SessionInfo | None:
+        """What an operator sees of a stored record; ``None`` if it is not live."""
+        decoded = self.decode(record, now)
+        if decoded is None or record is None:
+            return None
+        return SessionInfo(sid, decoded[0], record.expires_at, len(record.payload),
+                           record.version, decoded[1])
+
+    def infos(self, page: Page) -> list[SessionInfo]:
+        """The live sessions of a page of :meth:`scan`, as an operator sees them."""
+        now = time.time()
+        infos = [self.info(sid, record, now) for sid, record in page.records]
+        return [info for info in infos if info is not None]
+
     # -- operations -------------------------------------------------------------------
+
+    #: Why :meth:`scan` cannot list this engine's sessions.
+    cannot_scan = "this manager's provider cannot list its sessions"
+    #: Whether :meth:`scan` works.
+    can_scan = False
+
+    def scan(self, cursor: str | None, batch: int) -> Page:
+        """A batch of the walk over every stored session (see ``BaseProvider.scan``)."""
+        raise UnsupportedOperationError(self.cannot_scan)
+
+    async def ascan(self, cursor: str | None, batch: int) -> Page:
+        """Async twin of :meth:`scan`."""
+        raise UnsupportedOperationError(self.cannot_scan)
+
+    def inspect(self, sid: str) -> SessionInfo | None:
+        """The live session ``sid`` as an operator sees it, or ``None``."""
+        raise UnsupportedOperationError(self.cannot_scan)
 
     @abstractmethod
     def load(self, state: SessionState) -> None:
@@ -309,13 +350,19 @@ class StoreEngine(Engine):
         self._delete = provider.delete
         self._count = provider.count
         self._gc = provider.gc
+        self._scan = provider.scan
+        self.can_scan = provider.can_scan
+        self.cannot_scan = (f"the {type(provider).__name__} provider cannot list its "
+                            "sessions (it does not implement scan())")
         self._twins: dict[Callable[..., Any], Callable[..., Awaitable[Any]]] = {
-            getattr(provider, name): getattr(provider, "a" + name) for name in _PRIMITIVES
+            getattr(provider, name): getattr(provider, "a" + name)
+            for name in (*_PRIMITIVES, "scan")
         }
 
     # -- running plans ------------------------------------------------------------------
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        self.counters.unavailable += 1
         return StoreUnavailableError(
             f"session store {type(self.provider).__name__} is unavailable: {exc}"
         )
@@ -350,15 +397,27 @@ class StoreEngine(Engine):
                                 "without awaiting)")
         # The one step of every request that uses its session: called directly, its driver
         # errors translated as the drivers translate them.
+        start = _clock()
         try:
             record = self._read(state.sid)
         except self._errors as exc:
             raise self._unavailable(exc) from exc
+        self._timed(start)
+        self.counters.loads += 1
         self.adopt(state, record)
 
     async def aload(self, state: SessionState) -> None:
         """Async twin of :meth:`load`."""
-        self.adopt(state, await self.arun(self.one(self._read, state.sid)))
+        start = _clock()
+        record = await self.arun(self.one(self._read, state.sid))
+        self._timed(start)
+        self.counters.loads += 1
+        self.adopt(state, record)
+
+    def _timed(self, start: float) -> None:
+        counters = self.counters
+        counters.store_calls += 1
+        counters.store_seconds += _clock() - start
 
     def release(self, state: SessionState) -> None:
         """Save what ``state`` changed (create, compare-and-set update, or a refresh)."""
@@ -367,13 +426,17 @@ class StoreEngine(Engine):
             if self.blocking and _running_loop() is not None:
                 plan.close()
                 self.refuse_on_loop("session.asession_release(headers)")
+            start = _clock()
             drive(plan, None, self._errors, self._unavailable)
+            self._timed(start)
 
     async def arelease(self, state: SessionState) -> None:
         """Async twin of :meth:`release`."""
         plan = self._release(state)
         if plan is not None:
+            start = _clock()
             await self.arun(plan)
+            self._timed(start)
 
     def destroy(self, state: SessionState) -> None:
         """Delete ``state``'s session now and continue with a fresh one."""
@@ -396,11 +459,33 @@ class StoreEngine(Engine):
     def gc(self) -> int:
         """Remove expired sessions; return how many, where the store says."""
         self.refuse_on_loop("manager.agc()")
-        return int(self.run(self.one(self._gc)))
+        return self._expired(int(self.run(self.one(self._gc))))
 
     async def agc(self) -> int:
         """Async twin of :meth:`gc`."""
-        return await self.arun(self.one(self._gc))
+        return self._expired(await self.arun(self.one(self._gc)))
+
+    def _expired(self, removed: int) -> int:
+        self.counters.expired += removed
+        if removed and self.events:
+            self.events.fire("expired", removed)
+        return removed
+
+    def scan(self, cursor: str | None, batch: int) -> Page:
+        """A batch of the walk over every stored session (see ``BaseProvider.scan``)."""
+        self.refuse_on_loop("manager.aiter_sessions()")
+        return self.run(self.one(self._scan, cursor, batch))
+
+    async def ascan(self, cursor: str | None, batch: int) -> Page:
+        """Async twin of :meth:`scan`."""
+        return await self.arun(self.one(self._scan, cursor, batch))
+
+    def inspect(self, sid: str) -> SessionInfo | None:
+        """The live session ``sid`` as an operator sees it, or ``None``."""
+        if not self.ids.is_valid(sid):
+            return None
+        self.refuse_on_loop("manager.ainspect()")
+        return self.info(sid, self.run(self.one(self._read, sid)), time.time())
 
     def close(self) -> None:
         """Close the provider."""
@@ -441,6 +526,7 @@ class StoreEngine(Engine):
     def _refresh(self, state: SessionState, expires_at: float) -> Plan[None]:
         state.refresh_done()
         if (yield self._touch, (state.sid, expires_at)):
+            self.counters.refreshes += 1
             state.deadline_moved(expires_at, send_id=self.slides_cookie(state))
 
     def _save_new(self, state: SessionState, now: float) -> Plan[None]:
@@ -450,10 +536,17 @@ class StoreEngine(Engine):
             while not (yield self._create, (state.sid, record)):
                 state.new_id(self.ids.new())  # an ID collision: 2**-128, but never overwrite
             state.committed(state.sid, state.data, now, 1, record.expires_at, True)
+            if old_sid is None:
+                self.counters.created += 1
+                if self.events:
+                    self.events.fire("created", state.sid)
         elif old_sid is not None:
             state.dropped()  # the old session goes and nothing replaces it
         if old_sid is not None:
             yield self._delete, (old_sid,)
+            self.counters.regenerated += 1
+            if self.events:
+                self.events.fire("regenerated", state.sid, old_sid)
 
     def _save_changes(self, state: SessionState, now: float) -> Plan[None]:
         data, version, created = state.data, state.version, state.created
@@ -464,14 +557,17 @@ class StoreEngine(Engine):
                 # A changed lifetime changes the cookie too (a Max-Age added or dropped).
                 state.committed(state.sid, data, created, version + 1, deadline,
                                 state.lifetime_set or self.slides_cookie(state))
+                self.counters.saves += 1
                 return
             # Lost a race, or the session is gone. Reload; re-apply only our own changes.
+            self.counters.conflicts += 1
             current: Record | None = yield self._read, (state.sid,)
             decoded = self.decode(current, now)
             if decoded is None or current is None:
                 # Destroyed or regenerated meanwhile: never re-create it.
                 state.start_fresh(self.ids.new(), expire_cookie=False)
                 return
+            self.counters.retries += 1
             data, version = state.reapply(decoded[1]), current.version
             state.concurrent_lifetime(decoded[2])
             deadline = self.deadline(state, created, now)
@@ -483,4 +579,8 @@ class StoreEngine(Engine):
         doomed = self.doomed_ids(state)
         for sid in doomed:
             yield self._delete, (sid,)
+        if doomed:
+            self.counters.destroyed += 1
+            if self.events:
+                self.events.fire("destroyed", doomed[-1])
         self.forget(state, bool(doomed))

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
 from ._config import ManagerConfig, parse_config
 from ._core import Engine, StoreEngine
+from ._ops import SessionInfo
 from ._sealing import SealEngine
 from ._session import SessionStore
 from .cookies import parse_cookie
@@ -186,6 +187,74 @@ class Manager:
     def provider_blocks(self) -> bool:
         """Whether the provider does blocking I/O (async code must use the ``a`` twins)."""
         return self._engine.blocking
+
+    # -- operations -------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int | float]:
+        """The engine's counters since this manager started: ``loads``, ``saves``,
+        ``refreshes``, ``conflicts``, ``retries``, ``unavailable``, ``created``,
+        ``regenerated``, ``destroyed``, ``expired``, and ``store_calls`` /
+        ``store_seconds`` (timed reads, saves and destroys: their mean is the store's
+        latency). Counted by sessions kept in a store; a cookie provider counts nothing."""
+        return self._engine.counters.snapshot()
+
+    def on(self, event: str, callback: Callable[..., Any]) -> None:
+        """Call ``callback`` on ``event``: ``"created"`` (new ID), ``"regenerated"`` (new
+        ID, old ID), ``"destroyed"`` (ID), ``"expired"`` (how many a GC pass removed).
+
+        A callback may be sync or async (an async one runs as a task on the running loop,
+        or to completion when there is none); an exception in it is logged and never
+        reaches the request. Sessions kept in a store fire them; a cookie provider cannot.
+        """
+        self._engine.events.on(event, callback)
+
+    def off(self, event: str, callback: Callable[..., Any]) -> None:
+        """Stop calling ``callback`` on ``event``."""
+        self._engine.events.off(event, callback)
+
+    @property
+    def can_list(self) -> bool:
+        """Whether the provider can list its sessions (:meth:`iter_sessions`)."""
+        return self._engine.can_scan
+
+    def iter_sessions(self, batch: int = 500, cursor: str | None = None) -> Iterator[SessionInfo]:
+        """Every live session, fetched ``batch`` at a time (memory stays flat).
+
+        Needs a provider that can list its sessions (memory, file, sqlite); others raise
+        :class:`~websession.exceptions.UnsupportedOperationError`. ``cursor`` resumes a
+        walk where :meth:`pages` left it.
+        """
+        for page, _ in self.pages(batch, cursor):
+            yield from page
+
+    def pages(self, batch: int = 500,
+              cursor: str | None = None) -> Iterator[tuple[list[SessionInfo], str | None]]:
+        """The walk of :meth:`iter_sessions` a batch at a time, each with the cursor that
+        resumes after it (``None`` after the last)."""
+        engine = self._engine
+        while True:
+            page = engine.scan(cursor, batch)
+            yield engine.infos(page), page.cursor
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    async def aiter_sessions(self, batch: int = 500,
+                             cursor: str | None = None) -> AsyncIterator[SessionInfo]:
+        """Async twin of :meth:`iter_sessions`."""
+        engine = self._engine
+        while True:
+            page = await engine.ascan(cursor, batch)
+            for info in engine.infos(page):
+                yield info
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    def inspect(self, sid: str) -> SessionInfo | None:
+        """The live session ``sid`` as an operator sees it (data, created, expiry), or
+        ``None``; it is not loaded as a request's session, so nothing is refreshed."""
+        return self._engine.inspect(sid)
 
     # -- maintenance ------------------------------------------------------------------
 

@@ -86,6 +86,9 @@ class SealEngine(Engine):
         """Same as :meth:`destroy`."""
         self.destroy(state)
 
+    cannot_scan = ("sessions kept in the cookie cannot be listed: each lives only in its "
+                   "browser, and the server keeps no record of it")
+
     def count(self) -> int:
         """Sessions held by clients cannot be counted: 0, as in the seed."""
         return 0

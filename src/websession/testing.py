@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 
 import pytest
@@ -33,9 +34,10 @@ import pytest
 from ._config import ManagerConfig
 from ._manager import Manager
 from ._session import SessionStore
-from .providers.base import BaseProvider, ClientSideProvider, Record
+from .providers.base import BaseProvider, ClientSideProvider, Page, Record
 
-__all__ = ["Client", "ProviderConformance", "SessionConformance", "SpyProvider", "SpySealer"]
+__all__ = ["Client", "ProviderConformance", "ScanConformance", "SessionConformance",
+           "SpyProvider", "SpySealer"]
 
 T = TypeVar("T")
 
@@ -94,6 +96,18 @@ class SpyProvider(_Recorder, BaseProvider):
     def gc(self) -> int:
         self.calls.append(("gc", None))
         return self.inner.gc()
+
+    def scan(self, cursor: str | None, batch: int) -> Page:
+        self.calls.append(("scan", cursor))
+        return self.inner.scan(cursor, batch)
+
+    def ascan(self, cursor: str | None, batch: int) -> Awaitable[Page]:
+        self.calls.append(("scan", cursor))
+        return self.inner.ascan(cursor, batch)
+
+    @property
+    def can_scan(self) -> bool:
+        return self.inner.can_scan
 
     def aread(self, sid: str) -> Awaitable[Record | None]:
         self.calls.append(("read", sid))
@@ -706,3 +720,76 @@ class ProviderConformance(SessionConformance):
         # must read as absent.
         assert isinstance(call("create", sid, Record(b"gone", time.time() - 1, 1)), bool)
         assert call("read", sid) is None
+
+
+class ScanConformance:
+    """What a provider implementing :meth:`~websession.BaseProvider.scan` must do; mix it
+    into a :class:`ProviderConformance` subclass (it uses the same fixtures)::
+
+        class TestMyProvider(ProviderConformance, ScanConformance): ...
+    """
+
+    def _walk(self, provider: BaseProvider, client: Client, batch: int,
+              cursor: str | None = None) -> list[str]:
+        seen: list[str] = []
+        while True:
+            page = client.call(partial(provider.scan, cursor, batch),
+                               partial(provider.ascan, cursor, batch))
+            assert len(page.records) <= batch
+            seen += [sid for sid, _ in page.records]
+            if page.cursor is None:
+                return seen
+            cursor = page.cursor
+
+    def test_scan_returns_every_live_session_once(self, provider: BaseProvider,
+                                                  client: Client) -> None:
+        later = time.time() + 60
+        live = {uuid.uuid4().hex for _ in range(23)}
+        for sid in live:
+            assert provider.create(sid, Record(sid.encode(), later, 1))
+        provider.create(uuid.uuid4().hex, Record(b"old", time.time() - 1, 1))
+        assert provider.can_scan
+        for batch in (1, 5, 23, 100):
+            walked = self._walk(provider, client, batch)
+            assert sorted(walked) == sorted(live)  # once each, and never an expired one
+        page = provider.scan(None, 100)
+        assert {sid: record.payload for sid, record in page.records} == {
+            sid: sid.encode() for sid in live}
+
+    def test_scan_survives_changes_during_the_walk(self, provider: BaseProvider,
+                                                   client: Client) -> None:
+        later = time.time() + 60
+        stable = {uuid.uuid4().hex for _ in range(20)}
+        doomed = {uuid.uuid4().hex for _ in range(20)}
+        for sid in stable | doomed:
+            provider.create(sid, Record(b"x", later, 1))
+        first = provider.scan(None, 10)
+        assert first.cursor is not None
+        for sid in doomed:
+            provider.delete(sid)
+        for _ in range(20):
+            provider.create(uuid.uuid4().hex, Record(b"new", later, 1))
+        walked = [sid for sid, _ in first.records] + self._walk(provider, client, 7,
+                                                                 first.cursor)
+        assert len(walked) == len(set(walked))  # nothing twice
+        assert stable <= set(walked)  # nothing live for the whole walk is missed
+
+    def test_manager_lists_sessions_with_their_data(self, manager: Manager,
+                                                    client: Client) -> None:
+        sids = set()
+        for i in range(7):
+            other = Client(manager, client.mode, client.runner)
+            other.roundtrip(i=i)
+            sids.add(other.cookie)
+
+        async def collect() -> list[Any]:
+            return [info async for info in manager.aiter_sessions(batch=3)]
+
+        infos = client.call(lambda: list(manager.iter_sessions(batch=3)), collect)
+        assert {info.sid for info in infos} == sids
+        assert sorted(info.data["i"] for info in infos) == list(range(7))
+        now = time.time()
+        assert all(info.created <= now < info.expires_at and info.size > 0 for info in infos)
+        some = infos[0]
+        assert manager.inspect(some.sid) == some
+        assert manager.inspect("0" * 32) is None

@@ -29,6 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, runtime_checkable
 
+from ..exceptions import UnsupportedOperationError
 from ._options import parse_options
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ __all__ = [
     "BaseProvider",
     "ClientSideProvider",
     "Configurable",
+    "Page",
     "Provider",
     "Record",
     "Store",
@@ -62,6 +64,15 @@ class Record(NamedTuple):
     #: Set by a provider whose :meth:`~BaseProvider.read` moved the deadline itself (see
     #: :attr:`BaseProvider.refreshes_on_read`): ``expires_at`` is then the new deadline.
     refreshed: bool = False
+
+
+class Page(NamedTuple):
+    """One batch of a walk over every live session (:meth:`BaseProvider.scan`)."""
+
+    #: ``(sid, record)`` pairs of live sessions, at most the batch size asked for.
+    records: list[tuple[str, Record]]
+    #: Where the next batch starts; ``None`` when the walk is over. Opaque to callers.
+    cursor: str | None
 
 
 @runtime_checkable
@@ -205,6 +216,27 @@ class BaseProvider(Configurable, ABC):
     def gc(self) -> int:
         """Remove expired records; return how many were removed (if known, else 0)."""
 
+    # -- an optional ability ----------------------------------------------------------
+
+    def scan(self, cursor: str | None, batch: int) -> Page:
+        """Return up to ``batch`` live sessions after ``cursor`` (``None``: from the start).
+
+        Optional: the CLI's ``list`` and ``show`` and :meth:`Manager.iter_sessions` use it.
+        The contract is keyset pagination: the cursor names the last session returned (how
+        is the provider's business), so a session live for the whole walk is returned
+        exactly once however many are created or deleted meanwhile, memory stays flat, and
+        a walk can be resumed from any cursor it returned. A page may hold fewer than
+        ``batch`` records (even none) before the end; only a ``None`` cursor ends it.
+        """
+        raise UnsupportedOperationError(
+            f"the {type(self).__name__} provider cannot list its sessions (it has no scan())"
+        )
+
+    @property
+    def can_scan(self) -> bool:
+        """Whether this provider implements :meth:`scan`."""
+        return type(self).scan is not BaseProvider.scan
+
     # -- async twins ------------------------------------------------------------------
 
     async def _offload(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -239,6 +271,10 @@ class BaseProvider(Configurable, ABC):
     def agc(self) -> Awaitable[int]:
         """Async twin of :meth:`gc`."""
         return self._offload(self.gc)
+
+    def ascan(self, cursor: str | None, batch: int) -> Awaitable[Page]:
+        """Async twin of :meth:`scan`."""
+        return self._offload(self.scan, cursor, batch)
 
 
 class ClientSideProvider(Configurable, ABC):

@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..exceptions import ConfigurationError
-from .base import BaseProvider, Record, parse_options
+from .base import BaseProvider, Page, Record, parse_options
 
 __all__ = ["FileProvider"]
 
@@ -270,6 +270,36 @@ class FileProvider(BaseProvider):
             for entry in entries:
                 if len(entry.name) == 2 and entry.is_dir(follow_symlinks=False):
                     yield entry.name
+
+    def scan(self, cursor: str | None, batch: int) -> Page:
+        """The shard walk as keyset pagination: subdirectories in name order, session files
+        in ID order within each; the cursor is the last ID returned (its subdirectory is
+        its last two characters). Each batch lists one subdirectory at a time."""
+        now = time.time()
+        shards = sorted(self._shards())
+        after = cursor
+        start = self._shard_of(cursor) if cursor is not None else ""
+        page: list[tuple[str, Record]] = []
+        for name in shards:
+            if name < start:
+                continue
+            shard = self._shard(name, create=False)
+            if shard is None:
+                continue
+            with os.scandir(shard.fd) as entries:
+                names = sorted(
+                    entry.name for entry in entries
+                    if entry.name[0] != "." and (name != start or after is None
+                                                 or entry.name > after)
+                )
+            for position, sid in enumerate(names):
+                record = self._load(shard.fd, sid, now)
+                if record is not None:
+                    page.append((sid, record))
+                if len(page) == batch:
+                    more = position + 1 < len(names) or name != shards[-1]
+                    return Page(page, sid if more else None)
+        return Page(page, None)
 
     def count(self) -> int:
         """Count session files whose deadline has not passed (``stat`` only)."""

@@ -9,7 +9,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from .base import BaseProvider, Record, parse_options
+from .base import BaseProvider, Page, Record, parse_options
 
 __all__ = ["MemoryProvider"]
 
@@ -135,3 +135,15 @@ class MemoryProvider(BaseProvider):
         """Remove expired sessions."""
         with self._lock:
             return self._collect(time.time())
+
+    def scan(self, cursor: str | None, batch: int) -> Page:
+        """Keyset pagination over the dict in ID order: the next ``batch`` IDs after the
+        cursor (the last ID returned), found in one pass without sorting everything."""
+        now = time.time()
+        with self._lock:
+            records = self._records
+            after = (sid for sid in records if cursor is None or sid > cursor)
+            chosen = heapq.nsmallest(batch, after)
+            page = [(sid, records[sid]) for sid in chosen]
+        live = [(sid, record) for sid, record in page if record.expires_at > now]
+        return Page(live, chosen[-1] if len(chosen) == batch else None)

@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 from ..exceptions import ConfigurationError
-from .base import BaseProvider, Record, parse_options
+from .base import BaseProvider, Page, Record, parse_options
 
 __all__ = ["SQLiteProvider"]
 
@@ -84,6 +84,10 @@ class SQLiteProvider(BaseProvider):
             "touch": f"UPDATE {t} SET expires_at = ? WHERE sid = ? AND expires_at > ?",
             "delete": f"DELETE FROM {t} WHERE sid = ?",
             "count": f"SELECT COUNT(*) FROM {t} WHERE expires_at > ?",
+            "scan_first": f"SELECT sid, payload, expires_at, version FROM {t} "
+                          "WHERE expires_at > ? ORDER BY sid LIMIT ?",
+            "scan": f"SELECT sid, payload, expires_at, version FROM {t} "
+                    "WHERE sid > ? AND expires_at > ? ORDER BY sid LIMIT ?",
             "gc": f"DELETE FROM {t} WHERE sid IN "
                   f"(SELECT sid FROM {t} WHERE expires_at <= ? LIMIT {GC_BATCH})",
         }
@@ -167,6 +171,17 @@ class SQLiteProvider(BaseProvider):
             removed += deleted
             if deleted < GC_BATCH:
                 return removed
+
+    def scan(self, cursor: str | None, batch: int) -> Page:
+        """Keyset pagination through the primary key: ``sid > cursor ORDER BY sid``, one
+        index range read per batch however deep the walk is (no OFFSET)."""
+        now = time.time()
+        if cursor is None:
+            rows = self._db().execute(self._sql["scan_first"], (now, batch)).fetchall()
+        else:
+            rows = self._db().execute(self._sql["scan"], (cursor, now, batch)).fetchall()
+        page = [(row[0], Record(row[1], row[2], row[3])) for row in rows]
+        return Page(page, page[-1][0] if len(page) == batch else None)
 
     def close(self) -> None:
         """Close every thread's connection."""
