@@ -146,7 +146,29 @@ def test_events_fire_with_ids_and_counts() -> None:
     manager.gc()
     assert seen[:3] == [("created", sid), ("regenerated", new, sid), ("destroyed", new)]
     assert seen[3][0] == "created"
-    assert seen[4] == ("expired", 1)
+    assert seen[4] == ("expired", 1, [seen[3][1]])
+
+
+@pytest.mark.parametrize("provider", ["memory", "file", "sqlite", "no-scan"])
+def test_expired_event_names_the_ids_where_the_provider_reports_them(
+        provider: str, tmp_path: Any) -> None:
+    config: dict[str, Any] = {"maxLifetime": 1}
+    if provider in ("file", "sqlite"):
+        config["providerConfig"] = str(tmp_path / "store")
+    manager = Manager(NoScan() if provider == "no-scan" else provider, config)
+    expired: list[tuple[int, list[str] | None]] = []
+    manager.on("expired", lambda count, ids: expired.append((count, ids)))
+    doomed = {request(manager, i=i) for i in range(3)}
+    time.sleep(1.1)
+    keep = request(manager, i=9)
+    assert manager.gc() == 3
+    assert manager.inspect(keep) is not None
+    [(count, ids)] = expired
+    assert count == 3
+    if provider == "no-scan":
+        assert ids is None  # a provider without gc_ids(): the count only
+    else:
+        assert ids is not None and set(ids) == doomed
 
 
 def test_a_failing_callback_is_logged_and_the_request_goes_on(

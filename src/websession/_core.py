@@ -217,6 +217,10 @@ class Engine(ABC):
         """The live session ``sid`` as an operator sees it, or ``None``."""
         raise UnsupportedOperationError(self.cannot_scan)
 
+    async def ainspect(self, sid: str) -> SessionInfo | None:
+        """Async twin of :meth:`inspect`."""
+        raise UnsupportedOperationError(self.cannot_scan)
+
     @abstractmethod
     def load(self, state: SessionState) -> None:
         """Read ``state``'s session."""
@@ -351,12 +355,14 @@ class StoreEngine(Engine):
         self._count = provider.count
         self._gc = provider.gc
         self._scan = provider.scan
+        self._gc_ids = provider.gc_ids
+        self._reports_expired = provider.reports_expired
         self.can_scan = provider.can_scan
         self.cannot_scan = (f"the {type(provider).__name__} provider cannot list its "
                             "sessions (it does not implement scan())")
         self._twins: dict[Callable[..., Any], Callable[..., Awaitable[Any]]] = {
             getattr(provider, name): getattr(provider, "a" + name)
-            for name in (*_PRIMITIVES, "scan")
+            for name in (*_PRIMITIVES, "scan", "gc_ids")
         }
 
     # -- running plans ------------------------------------------------------------------
@@ -459,17 +465,26 @@ class StoreEngine(Engine):
     def gc(self) -> int:
         """Remove expired sessions; return how many, where the store says."""
         self.refuse_on_loop("manager.agc()")
-        return self._expired(int(self.run(self.one(self._gc))))
+        return self._expired(self.run(self._collect()))
 
     async def agc(self) -> int:
         """Async twin of :meth:`gc`."""
-        return self._expired(await self.arun(self.one(self._gc)))
+        return self._expired(await self.arun(self._collect()))
 
-    def _expired(self, removed: int) -> int:
-        self.counters.expired += removed
-        if removed and self.events:
-            self.events.fire("expired", removed)
+    def _collect(self) -> Plan[int | list[str]]:
+        # The IDs cost a list; they are asked for only when someone listens.
+        if self._reports_expired and self.events.wants("expired"):
+            ids: list[str] = yield self._gc_ids, ()
+            return ids
+        removed: int = yield self._gc, ()
         return removed
+
+    def _expired(self, removed: int | list[str]) -> int:
+        count, ids = (removed, None) if isinstance(removed, int) else (len(removed), removed)
+        self.counters.expired += count
+        if count and self.events:
+            self.events.fire("expired", count, ids)
+        return count
 
     def scan(self, cursor: str | None, batch: int) -> Page:
         """A batch of the walk over every stored session (see ``BaseProvider.scan``)."""
@@ -486,6 +501,12 @@ class StoreEngine(Engine):
             return None
         self.refuse_on_loop("manager.ainspect()")
         return self.info(sid, self.run(self.one(self._read, sid)), time.time())
+
+    async def ainspect(self, sid: str) -> SessionInfo | None:
+        """Async twin of :meth:`inspect`."""
+        if not self.ids.is_valid(sid):
+            return None
+        return self.info(sid, await self.arun(self.one(self._read, sid)), time.time())
 
     def close(self) -> None:
         """Close the provider."""

@@ -200,7 +200,8 @@ class Manager:
 
     def on(self, event: str, callback: Callable[..., Any]) -> None:
         """Call ``callback`` on ``event``: ``"created"`` (new ID), ``"regenerated"`` (new
-        ID, old ID), ``"destroyed"`` (ID), ``"expired"`` (how many a GC pass removed).
+        ID, old ID), ``"destroyed"`` (ID), ``"expired"`` (how many a GC pass removed, and
+        their IDs where the provider reports them: memory, file, sqlite; else ``None``).
 
         A callback may be sync or async (an async one runs as a task on the running loop,
         or to completion when there is none); an exception in it is logged and never
@@ -255,6 +256,10 @@ class Manager:
         """The live session ``sid`` as an operator sees it (data, created, expiry), or
         ``None``; it is not loaded as a request's session, so nothing is refreshed."""
         return self._engine.inspect(sid)
+
+    async def ainspect(self, sid: str) -> SessionInfo | None:
+        """Async twin of :meth:`inspect`."""
+        return await self._engine.ainspect(sid)
 
     # -- maintenance ------------------------------------------------------------------
 

@@ -25,7 +25,8 @@ EVENTS = {
     "created": "the new session's ID",
     "regenerated": "the new ID and the old one",
     "destroyed": "the destroyed ID",
-    "expired": "the number of sessions a GC pass removed (the stores do not report IDs)",
+    "expired": "how many sessions a GC pass removed, and their IDs (a list) where the "
+               "provider reports them (memory, file, sqlite), else None",
 }
 
 
@@ -64,6 +65,10 @@ class Events:
 
     def __bool__(self) -> bool:
         return bool(self._subscribers)
+
+    def wants(self, event: str) -> bool:
+        """Whether ``event`` has subscribers."""
+        return event in self._subscribers
 
     def on(self, event: str, callback: Callable[..., Any]) -> None:
         """Call ``callback`` on each ``event``; see :data:`EVENTS` for what it receives."""

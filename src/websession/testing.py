@@ -109,6 +109,18 @@ class SpyProvider(_Recorder, BaseProvider):
     def can_scan(self) -> bool:
         return self.inner.can_scan
 
+    def gc_ids(self) -> list[str]:
+        self.calls.append(("gc", None))
+        return self.inner.gc_ids()
+
+    def agc_ids(self) -> Awaitable[list[str]]:
+        self.calls.append(("gc", None))
+        return self.inner.agc_ids()
+
+    @property
+    def reports_expired(self) -> bool:
+        return self.inner.reports_expired
+
     def aread(self, sid: str) -> Awaitable[Record | None]:
         self.calls.append(("read", sid))
         return self.inner.aread(sid)
@@ -791,5 +803,6 @@ class ScanConformance:
         now = time.time()
         assert all(info.created <= now < info.expires_at and info.size > 0 for info in infos)
         some = infos[0]
-        assert manager.inspect(some.sid) == some
+        assert client.call(lambda: manager.inspect(some.sid),
+                           lambda: manager.ainspect(some.sid)) == some
         assert manager.inspect("0" * 32) is None

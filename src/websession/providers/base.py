@@ -232,6 +232,18 @@ class BaseProvider(Configurable, ABC):
             f"the {type(self).__name__} provider cannot list its sessions (it has no scan())"
         )
 
+    def gc_ids(self) -> list[str]:
+        """Optional: what :meth:`gc` does, returning the removed sessions' IDs. The
+        engine calls it instead of :meth:`gc` only when someone listens to ``expired``."""
+        raise UnsupportedOperationError(
+            f"the {type(self).__name__} provider cannot report expired IDs (no gc_ids())"
+        )
+
+    @property
+    def reports_expired(self) -> bool:
+        """Whether this provider implements :meth:`gc_ids`."""
+        return type(self).gc_ids is not BaseProvider.gc_ids
+
     @property
     def can_scan(self) -> bool:
         """Whether this provider implements :meth:`scan`."""
@@ -271,6 +283,10 @@ class BaseProvider(Configurable, ABC):
     def agc(self) -> Awaitable[int]:
         """Async twin of :meth:`gc`."""
         return self._offload(self.gc)
+
+    def agc_ids(self) -> Awaitable[list[str]]:
+        """Async twin of :meth:`gc_ids`."""
+        return self._offload(self.gc_ids)
 
     def ascan(self, cursor: str | None, batch: int) -> Awaitable[Page]:
         """Async twin of :meth:`scan`."""

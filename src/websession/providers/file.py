@@ -320,16 +320,21 @@ class FileProvider(BaseProvider):
         Subdirectories lock independently and ``unlink`` releases the GIL, so a few
         threads sweep them side by side: on a disk, unlinking is most of the cost.
         """
+        return len(self.gc_ids())
+
+    def gc_ids(self) -> list[str]:
+        """What :meth:`gc` does, returning the removed sessions' IDs (the file names)."""
         now = time.time()
         with ThreadPoolExecutor(max_workers=GC_THREADS) as pool:
-            return sum(pool.map(lambda name: self._sweep(name, now), list(self._shards())))
+            swept = pool.map(lambda name: self._sweep(name, now), list(self._shards()))
+            return [sid for ids in swept for sid in ids]
 
-    def _sweep(self, name: str, now: float) -> int:
+    def _sweep(self, name: str, now: float) -> list[str]:
         shard = self._shard(name, create=False)
         if shard is None:
-            return 0
+            return []
         now_ns, stale_ns = _ns(now), _ns(now - self.tmp_grace)
-        removed = 0
+        removed: list[str] = []
         with shard.locked(), os.scandir(shard.fd) as entries:
             for entry in entries:
                 if not entry.is_file(follow_symlinks=False) or entry.name == _LOCK:
@@ -341,7 +346,8 @@ class FileProvider(BaseProvider):
                 if (info.st_ctime_ns <= stale_ns) if temporary else (info.st_mtime_ns <= now_ns):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.name, dir_fd=shard.fd)
-                    removed += not temporary
+                    if not temporary:
+                        removed.append(entry.name)
         return removed
 
     def close(self) -> None:

@@ -60,7 +60,7 @@ class MemoryProvider(BaseProvider):
         if self.max_sessions and len(self._records) > self.max_sessions:
             self._records.popitem(last=False)
 
-    def _collect(self, now: float) -> int:
+    def _collect(self, now: float, ids: list[str] | None = None) -> int:
         removed = 0
         heap, records = self._heap, self._records
         while heap and heap[0][0] <= now:
@@ -71,6 +71,8 @@ class MemoryProvider(BaseProvider):
             if record.expires_at <= now:
                 del records[sid]
                 removed += 1
+                if ids is not None:
+                    ids.append(sid)
             else:
                 heapq.heappush(heap, (record.expires_at, sid))  # refreshed since filed
         return removed
@@ -135,6 +137,13 @@ class MemoryProvider(BaseProvider):
         """Remove expired sessions."""
         with self._lock:
             return self._collect(time.time())
+
+    def gc_ids(self) -> list[str]:
+        """Remove expired sessions; return their IDs."""
+        ids: list[str] = []
+        with self._lock:
+            self._collect(time.time(), ids)
+        return ids
 
     def scan(self, cursor: str | None, batch: int) -> Page:
         """Keyset pagination over the dict in ID order: the next ``batch`` IDs after the

@@ -90,6 +90,9 @@ class SQLiteProvider(BaseProvider):
                     "WHERE sid > ? AND expires_at > ? ORDER BY sid LIMIT ?",
             "gc": f"DELETE FROM {t} WHERE sid IN "
                   f"(SELECT sid FROM {t} WHERE expires_at <= ? LIMIT {GC_BATCH})",
+            "gc_ids": f"DELETE FROM {t} WHERE sid IN "
+                      f"(SELECT sid FROM {t} WHERE expires_at <= ? LIMIT {GC_BATCH}) "
+                      "RETURNING sid",
         }
 
     def _db(self) -> sqlite3.Connection:
@@ -171,6 +174,16 @@ class SQLiteProvider(BaseProvider):
             removed += deleted
             if deleted < GC_BATCH:
                 return removed
+
+    def gc_ids(self) -> list[str]:
+        """Delete expired rows in batches as :meth:`gc` does; return their IDs
+        (``DELETE … RETURNING``, SQLite 3.35 and later)."""
+        db, ids, now = self._db(), [], time.time()
+        while True:
+            batch = [row[0] for row in db.execute(self._sql["gc_ids"], (now,)).fetchall()]
+            ids += batch
+            if len(batch) < GC_BATCH:
+                return ids
 
     def scan(self, cursor: str | None, batch: int) -> Page:
         """Keyset pagination through the primary key: ``sid > cursor ORDER BY sid``, one
