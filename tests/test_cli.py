@@ -93,6 +93,17 @@ def test_gc_and_environment_configuration(store: tuple[str, dict[str, Any]]) -> 
     assert run("count", env=env).stdout == "2\n"
 
 
+def test_a_reader_that_leaves_early_is_not_an_error(tmp_path: Path) -> None:
+    config = {"providerConfig": str(tmp_path / "s.db")}
+    fill("sqlite", config, 600)
+    command = (f"{sys.executable} -m websession --provider sqlite "
+               f"--config '{json.dumps(config)}' list --json | head -1")
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert json.loads(result.stdout)["id"]
+    assert result.stderr == ""
+
+
 def test_config_from_a_file(tmp_path: Path) -> None:
     path = tmp_path / "websession.json"
     path.write_text(json.dumps({"providerConfig": str(tmp_path / "s.db")}))
@@ -118,6 +129,8 @@ def test_errors_are_one_line_and_a_status(args: list[str], status: int, message:
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("websession: ")
+    # Nothing half-printed, except what `check` had verified before it failed.
+    assert result.stdout in ("", "config: ok (provider redis)\n")
 
 
 @pytest.fixture
@@ -151,3 +164,31 @@ def test_console_script_is_installed() -> None:
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.returncode == 0 and "check" in result.stdout and "destroy" in result.stdout
+
+
+def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
+    import pty
+
+    config = {"providerConfig": str(tmp_path / "s.db")}
+    fill("sqlite", config, 30)
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "websession", "--provider", "sqlite", "--config",
+         json.dumps(config), "list"],
+        stdout=follower, stderr=follower, env={**os.environ, "TERM": "xterm", "COLUMNS": "100"},
+    ) as proc:
+        os.close(follower)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the command is done
+                break
+            if not chunk:
+                break
+            output += chunk
+        assert proc.wait(timeout=60) == 0
+    os.close(leader)
+    text = output.decode()
+    assert "listing sessions" in text  # rich's bar, on the terminal
+    assert text.count("…") == 30  # and every session's line

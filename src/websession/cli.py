@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import sys
@@ -138,10 +139,12 @@ def _gc(manager: Manager, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _list(manager: Manager, args: argparse.Namespace, out: TextIO) -> int:
+    walk = _walk(manager, "listing sessions")
+    first = next(walk, None)  # a provider that cannot list fails before any output
     if not args.json:
         print(f"{'ID':<12} {'CREATED (UTC)':<19}  {'EXPIRES (UTC)':<19}  {'SIZE':>7}",
               file=out)
-    for info in _walk(manager, "listing sessions"):
+    for info in itertools.chain([first] if first else [], walk):
         if args.json:  # one object a line: a million sessions never sit in memory
             print(json.dumps({"id": info.sid, "created": info.created,
                               "expires": info.expires_at, "size": info.size,
@@ -246,6 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.provider_name = args.provider or os.environ.get("WEBSESSION_PROVIDER")
         status: int = args.run(manager, args, sys.stdout)
         return status
+    except BrokenPipeError:
+        # The reader left (`websession list | head`): not an error worth a message.
+        # Python would complain again when flushing stdout at exit, so point it elsewhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except ConfigurationError as exc:
         return _fail(f"configuration error: {exc}", EXIT_CONFIG)
     except StoreUnavailableError as exc:
