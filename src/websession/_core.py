@@ -72,6 +72,10 @@ Lifetime = tuple[float | None, float | None, bool | None]
 Decoded = tuple[float, dict[str, Any], Lifetime | None]
 
 _PRIMITIVES = ("read", "create", "update", "touch", "delete", "count", "gc")
+# The optional abilities: a provider without them raises UnsupportedOperationError.
+_OPTIONAL = ("scan", "gc_ids", "bind", "sessions_of", "revoke_user")
+#: "The save leaves the session's user binding as it is."
+_UNCHANGED: Any = object()
 
 
 class Engine(ABC):
@@ -221,6 +225,25 @@ class Engine(ABC):
         """Async twin of :meth:`inspect`."""
         raise UnsupportedOperationError(self.cannot_scan)
 
+    #: Why this engine cannot find sessions by user.
+    cannot_bind = "this manager's provider cannot index sessions by user"
+
+    def sessions_of(self, user: str) -> list[SessionInfo]:
+        """The live sessions bound to ``user``, oldest binding first."""
+        raise UnsupportedOperationError(self.cannot_bind)
+
+    async def asessions_of(self, user: str) -> list[SessionInfo]:
+        """Async twin of :meth:`sessions_of`."""
+        raise UnsupportedOperationError(self.cannot_bind)
+
+    def revoke_user(self, user: str, keep: str | None) -> int:
+        """Delete ``user``'s sessions except ``keep``; return how many."""
+        raise UnsupportedOperationError(self.cannot_bind)
+
+    async def arevoke_user(self, user: str, keep: str | None) -> int:
+        """Async twin of :meth:`revoke_user`."""
+        raise UnsupportedOperationError(self.cannot_bind)
+
     @abstractmethod
     def load(self, state: SessionState) -> None:
         """Read ``state``'s session."""
@@ -345,6 +368,8 @@ class StoreEngine(Engine):
         super().__init__(config, session_class)
         self.provider = provider
         self.blocking = provider.blocking
+        self.user_key = config.user_key
+        self.cap = config.max_sessions_per_user
         self._errors = provider.unavailable_errors
         # Plans name a primitive by its sync method; the async executor maps it to its twin.
         self._read = provider.read
@@ -357,12 +382,17 @@ class StoreEngine(Engine):
         self._scan = provider.scan
         self._gc_ids = provider.gc_ids
         self._reports_expired = provider.reports_expired
+        self._bind = provider.bind
+        self._sessions_of = provider.sessions_of
+        self._revoke_user = provider.revoke_user
+        #: Whether saves index sessions by the user in ``config.user_key``.
+        self.binds_users = provider.can_bind
         self.can_scan = provider.can_scan
         self.cannot_scan = (f"the {type(provider).__name__} provider cannot list its "
                             "sessions (it does not implement scan())")
         self._twins: dict[Callable[..., Any], Callable[..., Awaitable[Any]]] = {
             getattr(provider, name): getattr(provider, "a" + name)
-            for name in (*_PRIMITIVES, "scan", "gc_ids")
+            for name in (*_PRIMITIVES, *_OPTIONAL)
         }
 
     # -- running plans ------------------------------------------------------------------
@@ -495,6 +525,52 @@ class StoreEngine(Engine):
         """Async twin of :meth:`scan`."""
         return await self.arun(self.one(self._scan, cursor, batch))
 
+    def sessions_of(self, user: str) -> list[SessionInfo]:
+        """The live sessions bound to ``user``, oldest binding first."""
+        self.refuse_on_loop("manager.asessions_of()")
+        return self.infos(Page(self.run(self.one(self._sessions_of, user)), None))
+
+    async def asessions_of(self, user: str) -> list[SessionInfo]:
+        """Async twin of :meth:`sessions_of`."""
+        return self.infos(Page(await self.arun(self.one(self._sessions_of, user)), None))
+
+    def revoke_user(self, user: str, keep: str | None) -> int:
+        """Delete ``user``'s sessions except ``keep``; return how many."""
+        self.refuse_on_loop("manager.arevoke_user()")
+        return self._destroyed(self.run(self.one(self._revoke_user, user, keep)))
+
+    async def arevoke_user(self, user: str, keep: str | None) -> int:
+        """Async twin of :meth:`revoke_user`."""
+        return self._destroyed(await self.arun(self.one(self._revoke_user, user, keep)))
+
+    def _destroyed(self, sids: list[str]) -> int:
+        self.counters.destroyed += len(sids)
+        if self.events:
+            for sid in sids:
+                self.events.fire("destroyed", sid)
+        return len(sids)
+
+    def _binding(self, state: SessionState, stored: bool) -> Any:
+        """The user a save must bind the session to (``None``: to nobody), or
+        :data:`_UNCHANGED`. ``stored``: the record exists and carries its binding."""
+        if stored and self.user_key not in state.changes and not state.cleared:
+            return _UNCHANGED
+        user = self.user_of(state.data)
+        if user is None and not stored and state.old_sid is None:
+            return _UNCHANGED  # a new session bound to nobody: nothing to index
+        return user
+
+    def user_of(self, data: dict[str, Any]) -> str | None:
+        """The user session data names (under ``userKey``), as the index keeps it."""
+        user = data.get(self.user_key)
+        return None if user is None else str(user)
+
+    def _bound(self, sid: str, user: Any) -> Plan[None]:
+        if user is not _UNCHANGED:
+            evicted: list[str] = yield self._bind, (sid, user, self.cap)
+            if evicted:
+                self._destroyed(evicted)
+
     def inspect(self, sid: str) -> SessionInfo | None:
         """The live session ``sid`` as an operator sees it, or ``None``."""
         if not self.ids.is_valid(sid):
@@ -551,6 +627,7 @@ class StoreEngine(Engine):
             state.deadline_moved(expires_at, send_id=self.slides_cookie(state))
 
     def _save_new(self, state: SessionState, now: float) -> Plan[None]:
+        user = self._binding(state, False) if self.binds_users else _UNCHANGED
         old_sid = state.retire_old_sid()
         if state.data or state.forced:  # an empty session is stored only when asked
             record = Record(self.encode(state, now, state.data), self.deadline(state, now, now), 1)
@@ -563,15 +640,20 @@ class StoreEngine(Engine):
                     self.events.fire("created", state.sid)
         elif old_sid is not None:
             state.dropped()  # the old session goes and nothing replaces it
+        stored = bool(state.data or state.forced)
         if old_sid is not None:
             yield self._delete, (old_sid,)
             self.counters.regenerated += 1
             if self.events:
                 self.events.fire("regenerated", state.sid, old_sid)
+        if user is not _UNCHANGED and stored:
+            # After the old ID is gone, so a regeneration never counts twice toward the cap.
+            yield from self._bound(state.sid, user)
 
     def _save_changes(self, state: SessionState, now: float) -> Plan[None]:
         data, version, created = state.data, state.version, state.created
         deadline = self.deadline(state, created, now)
+        user = self._binding(state, True) if self.binds_users else _UNCHANGED
         for _ in range(MAX_SAVE_ATTEMPTS):
             record = Record(self.encode(state, created, data), deadline, version + 1)
             if (yield self._update, (state.sid, record, version)):
@@ -579,6 +661,8 @@ class StoreEngine(Engine):
                 state.committed(state.sid, data, created, version + 1, deadline,
                                 state.lifetime_set or self.slides_cookie(state))
                 self.counters.saves += 1
+                if user is not _UNCHANGED:  # merged data may hold another request's user
+                    yield from self._bound(state.sid, self.user_of(data))
                 return
             # Lost a race, or the session is gone. Reload; re-apply only our own changes.
             self.counters.conflicts += 1

@@ -261,6 +261,27 @@ class Manager:
         """Async twin of :meth:`inspect`."""
         return await self._engine.ainspect(sid)
 
+    # -- per-user sessions ------------------------------------------------------------
+
+    def sessions_of(self, user: Any) -> list[SessionInfo]:
+        """The live sessions bound to ``user`` (``session.bind_user``, or the ``userKey``
+        session key), oldest binding first. Memory and sqlite index them; other providers
+        raise :class:`~websession.UnsupportedOperationError`."""
+        return self._engine.sessions_of(str(user))
+
+    async def asessions_of(self, user: Any) -> list[SessionInfo]:
+        """Async twin of :meth:`sessions_of`."""
+        return await self._engine.asessions_of(str(user))
+
+    def revoke_user(self, user: Any, keep: str | None = None) -> int:
+        """Delete every session of ``user`` except ``keep`` (the current one, for "log
+        out everywhere else"); return how many were deleted."""
+        return self._engine.revoke_user(str(user), keep)
+
+    async def arevoke_user(self, user: Any, keep: str | None = None) -> int:
+        """Async twin of :meth:`revoke_user`."""
+        return await self._engine.arevoke_user(str(user), keep)
+
     # -- maintenance ------------------------------------------------------------------
 
     def get_active_session(self) -> int:

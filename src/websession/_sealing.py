@@ -86,6 +86,8 @@ class SealEngine(Engine):
         """Same as :meth:`destroy`."""
         self.destroy(state)
 
+    cannot_bind = ("sessions kept in the cookie cannot be found by user or revoked: the "
+                   "server keeps no record of them")
     cannot_scan = ("sessions kept in the cookie cannot be listed: each lives only in its "
                    "browser, and the server keeps no record of it")
 

@@ -37,7 +37,7 @@ from ._session import SessionStore
 from .providers.base import BaseProvider, ClientSideProvider, Page, Record
 
 __all__ = ["Client", "ProviderConformance", "ScanConformance", "SessionConformance",
-           "SpyProvider", "SpySealer"]
+           "SpyProvider", "SpySealer", "UserConformance"]
 
 T = TypeVar("T")
 
@@ -120,6 +120,34 @@ class SpyProvider(_Recorder, BaseProvider):
     @property
     def reports_expired(self) -> bool:
         return self.inner.reports_expired
+
+    def bind(self, sid: str, user: str | None, cap: int) -> list[str]:
+        self.calls.append(("bind", sid))
+        return self.inner.bind(sid, user, cap)
+
+    def abind(self, sid: str, user: str | None, cap: int) -> Awaitable[list[str]]:
+        self.calls.append(("bind", sid))
+        return self.inner.abind(sid, user, cap)
+
+    def sessions_of(self, user: str) -> list[tuple[str, Record]]:
+        self.calls.append(("sessions_of", None))
+        return self.inner.sessions_of(user)
+
+    def asessions_of(self, user: str) -> Awaitable[list[tuple[str, Record]]]:
+        self.calls.append(("sessions_of", None))
+        return self.inner.asessions_of(user)
+
+    def revoke_user(self, user: str, keep: str | None) -> list[str]:
+        self.calls.append(("revoke_user", keep))
+        return self.inner.revoke_user(user, keep)
+
+    def arevoke_user(self, user: str, keep: str | None) -> Awaitable[list[str]]:
+        self.calls.append(("revoke_user", keep))
+        return self.inner.arevoke_user(user, keep)
+
+    @property
+    def can_bind(self) -> bool:
+        return self.inner.can_bind
 
     def aread(self, sid: str) -> Awaitable[Record | None]:
         self.calls.append(("read", sid))
@@ -806,3 +834,83 @@ class ScanConformance:
         assert client.call(lambda: manager.inspect(some.sid),
                            lambda: manager.ainspect(some.sid)) == some
         assert manager.inspect("0" * 32) is None
+
+
+class UserConformance:
+    """What a provider with a user index (:meth:`~websession.BaseProvider.bind`,
+    ``sessions_of``, ``revoke_user``) must do; mix it into a :class:`ProviderConformance`
+    subclass (it uses the same fixtures)."""
+
+    #: Concurrent logins of one user in the cap test.
+    logins = 20
+
+    def _login(self, manager: Manager, client: Client, user: str, **values: Any) -> Client:
+        browser = Client(manager, client.mode, client.runner)
+        session = browser.open()
+        session.bind_user(user)
+        for key, value in values.items():
+            session[key] = value
+        browser.release(session)
+        return browser
+
+    def test_sessions_of_and_revoke_user(self, manager: Manager, client: Client) -> None:
+        ann = [self._login(manager, client, "ann", n=i) for i in range(3)]
+        bob = self._login(manager, client, "bob")
+        found = client.call(lambda: manager.sessions_of("ann"),
+                            lambda: manager.asessions_of("ann"))
+        assert [info.sid for info in found] == [b.cookie for b in ann]  # oldest first
+        assert [info.data["n"] for info in found] == [0, 1, 2]
+        keep = ann[1].cookie
+        revoked = client.call(lambda: manager.revoke_user("ann", keep=keep),
+                              lambda: manager.arevoke_user("ann", keep=keep))
+        assert revoked == 2
+        assert [info.sid for info in manager.sessions_of("ann")] == [keep]
+        assert ann[0].data() == {} and ann[1].data()["n"] == 1  # revoked means logged out
+        assert [info.sid for info in manager.sessions_of("bob")] == [bob.cookie]
+
+    def test_binding_follows_regenerate_logout_and_destroy(self, manager: Manager,
+                                                           client: Client) -> None:
+        browser = self._login(manager, client, "ann")
+        session = browser.open()
+        client.call(session.regenerate_id, session.aregenerate_id)
+        browser.release(session)
+        assert [info.sid for info in manager.sessions_of("ann")] == [browser.cookie]
+        session = browser.open()
+        session.bind_user(None)  # logout, the session kept
+        browser.release(session)
+        assert manager.sessions_of("ann") == []
+        session = browser.open()
+        session.bind_user("ann")
+        browser.release(session)
+        assert len(manager.sessions_of("ann")) == 1
+        session = browser.open()
+        client.call(session.destroy, session.adestroy)
+        assert manager.sessions_of("ann") == []
+
+    def test_concurrent_logins_respect_the_cap(self, make_manager: Callable[..., Manager],
+                                               client: Client) -> None:
+        manager = make_manager(max_sessions_per_user=3)
+        if client.mode == "sync":
+            with ThreadPoolExecutor(self.logins) as pool:
+                browsers = list(pool.map(lambda i: self._login(manager, client, "ann", i=i),
+                                         range(self.logins)))
+        else:
+            async def login(i: int) -> str:
+                session = manager.session_start({"type": "http", "headers": []})
+                await session.aload()
+                session.bind_user("ann")
+                session["i"] = i
+                await session.asession_release([])
+                return session.session_id()
+
+            async def all_logins() -> list[str]:
+                return list(await asyncio.gather(*(login(i) for i in range(self.logins))))
+
+            assert client.runner is not None
+            sids = client.runner.run(all_logins())
+            browsers = [Client(manager, client.mode, client.runner, sid) for sid in sids]
+        live = manager.sessions_of("ann")
+        assert len(live) == 3
+        assert manager.get_active_session() == 3
+        assert {info.sid for info in live} <= {b.cookie for b in browsers}
+        assert manager.stats()["destroyed"] == self.logins - 3

@@ -239,6 +239,33 @@ class BaseProvider(Configurable, ABC):
             f"the {type(self).__name__} provider cannot report expired IDs (no gc_ids())"
         )
 
+    def bind(self, sid: str, user: str | None, cap: int) -> list[str]:
+        """Optional (with :meth:`sessions_of` and :meth:`revoke_user`): index the live
+        session ``sid`` under ``user`` (``None``: under nobody), and if ``cap`` is positive
+        and the user now has more than ``cap`` live sessions, delete the ones bound
+        longest ago. Return the deleted IDs. One atomic step, so concurrent logins of one
+        user never leave more than ``cap``; nothing is bound if ``sid`` is not live."""
+        raise UnsupportedOperationError(
+            f"the {type(self).__name__} provider cannot index sessions by user (no bind())"
+        )
+
+    def sessions_of(self, user: str) -> list[tuple[str, Record]]:
+        """The live sessions bound to ``user``, oldest binding first."""
+        raise UnsupportedOperationError(
+            f"the {type(self).__name__} provider cannot index sessions by user"
+        )
+
+    def revoke_user(self, user: str, keep: str | None) -> list[str]:
+        """Delete every session bound to ``user`` except ``keep``; return their IDs."""
+        raise UnsupportedOperationError(
+            f"the {type(self).__name__} provider cannot index sessions by user"
+        )
+
+    @property
+    def can_bind(self) -> bool:
+        """Whether this provider implements :meth:`bind` and the per-user methods."""
+        return type(self).bind is not BaseProvider.bind
+
     @property
     def reports_expired(self) -> bool:
         """Whether this provider implements :meth:`gc_ids`."""
@@ -283,6 +310,18 @@ class BaseProvider(Configurable, ABC):
     def agc(self) -> Awaitable[int]:
         """Async twin of :meth:`gc`."""
         return self._offload(self.gc)
+
+    def abind(self, sid: str, user: str | None, cap: int) -> Awaitable[list[str]]:
+        """Async twin of :meth:`bind`."""
+        return self._offload(self.bind, sid, user, cap)
+
+    def asessions_of(self, user: str) -> Awaitable[list[tuple[str, Record]]]:
+        """Async twin of :meth:`sessions_of`."""
+        return self._offload(self.sessions_of, user)
+
+    def arevoke_user(self, user: str, keep: str | None) -> Awaitable[list[str]]:
+        """Async twin of :meth:`revoke_user`."""
+        return self._offload(self.revoke_user, user, keep)
 
     def agc_ids(self) -> Awaitable[list[str]]:
         """Async twin of :meth:`gc_ids`."""
