@@ -104,6 +104,25 @@ def test_a_reader_that_leaves_early_is_not_an_error(tmp_path: Path) -> None:
     assert result.stderr == ""
 
 
+def test_users_sessions_listed_and_revoked(tmp_path: Path) -> None:
+    config = {"providerConfig": str(tmp_path / "s.db")}
+    opts = ["--provider", "sqlite", "--config", json.dumps(config)]
+    with Manager("sqlite", config) as manager:
+        sids = []
+        for user in ("ann", "ann", "bob"):
+            session = manager.get_session_store(None)
+            session.bind_user(user)
+            session.session_release([])
+            sids.append(session.session_id())
+    listed = run(*opts, "list", "--user", "ann").stdout.splitlines()
+    assert [line.split()[-1] for line in listed] == ["USER", "ann", "ann"]
+    revoked = run(*opts, "revoke", "--user", "ann", "--keep", sids[1])
+    assert revoked.stdout == "revoked 1 sessions of user ann\n"
+    rows = [json.loads(line) for line in run(*opts, "list", "--json").stdout.splitlines()]
+    assert sorted((row["id"], row["user"]) for row in rows) == sorted(
+        [(sids[1], "ann"), (sids[2], "bob")])
+
+
 def test_config_from_a_file(tmp_path: Path) -> None:
     path = tmp_path / "websession.json"
     path.write_text(json.dumps({"providerConfig": str(tmp_path / "s.db")}))

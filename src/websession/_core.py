@@ -188,13 +188,18 @@ class Engine(ABC):
             state.adopt(decoded[0], decoded[1], record.version, record.expires_at,
                         record.refreshed, decoded[2])
 
+    def user_of(self, data: dict[str, Any]) -> str | None:
+        """The user session data names (under ``userKey``), as the index keeps it."""
+        user = data.get(self.config.user_key)
+        return None if user is None else str(user)
+
     def info(self, sid: str, record: Record | None, now: float) -> SessionInfo | None:
         """What an operator sees of a stored record; ``None`` if it is not live."""
         decoded = self.decode(record, now)
         if decoded is None or record is None:
             return None
         return SessionInfo(sid, decoded[0], record.expires_at, len(record.payload),
-                           record.version, decoded[1])
+                           record.version, decoded[1], self.user_of(decoded[1]))
 
     def infos(self, page: Page) -> list[SessionInfo]:
         """The live sessions of a page of :meth:`scan`, as an operator sees them."""
@@ -560,10 +565,6 @@ class StoreEngine(Engine):
             return _UNCHANGED  # a new session bound to nobody: nothing to index
         return user
 
-    def user_of(self, data: dict[str, Any]) -> str | None:
-        """The user session data names (under ``userKey``), as the index keeps it."""
-        user = data.get(self.user_key)
-        return None if user is None else str(user)
 
     def _bound(self, sid: str, user: Any) -> Plan[None]:
         if user is not _UNCHANGED:

@@ -127,3 +127,5 @@ class SessionInfo(NamedTuple):
     version: int
     #: The decoded data.
     data: dict[str, Any]
+    #: The user the session is bound to (its ``userKey`` value, as a string), if any.
+    user: str | None = None

@@ -139,19 +139,20 @@ def _gc(manager: Manager, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _list(manager: Manager, args: argparse.Namespace, out: TextIO) -> int:
-    walk = _walk(manager, "listing sessions")
+    walk = (iter(manager.sessions_of(args.user)) if args.user is not None
+            else _walk(manager, "listing sessions"))
     first = next(walk, None)  # a provider that cannot list fails before any output
     if not args.json:
-        print(f"{'ID':<12} {'CREATED (UTC)':<19}  {'EXPIRES (UTC)':<19}  {'SIZE':>7}",
+        print(f"{'ID':<12} {'CREATED (UTC)':<19}  {'EXPIRES (UTC)':<19}  {'SIZE':>7}  USER",
               file=out)
     for info in itertools.chain([first] if first else [], walk):
         if args.json:  # one object a line: a million sessions never sit in memory
             print(json.dumps({"id": info.sid, "created": info.created,
                               "expires": info.expires_at, "size": info.size,
-                              "version": info.version}), file=out)
+                              "version": info.version, "user": info.user}), file=out)
         else:
             print(f"{info.sid[:8] + '…':<12} {_when(info.created)}  "
-                  f"{_when(info.expires_at)}  {info.size:>7}", file=out)
+                  f"{_when(info.expires_at)}  {info.size:>7}  {info.user or '-'}", file=out)
     return 0
 
 
@@ -162,12 +163,13 @@ def _show(manager: Manager, args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_ERROR
     if args.json:
         print(json.dumps({"id": info.sid, "created": info.created, "expires": info.expires_at,
-                          "size": info.size, "version": info.version, "data": info.data},
+                          "size": info.size, "version": info.version, "user": info.user,
+                          "data": info.data},
                          default=str, indent=2), file=out)
         return 0
     print(f"id:       {info.sid}\ncreated:  {_when(info.created)} UTC\n"
           f"expires:  {_when(info.expires_at)} UTC\nsize:     {info.size} bytes\n"
-          f"version:  {info.version}\ndata:", file=out)
+          f"version:  {info.version}\nuser:     {info.user or '-'}\ndata:", file=out)
     for key, value in info.data.items():
         print(f"  {key}: {value!r}", file=out)
     return 0
@@ -183,6 +185,12 @@ def _destroy(manager: Manager, args: argparse.Namespace, out: TextIO) -> int:
         manager.get_session_store(sid).destroy()
         print(f"destroyed {sid}", file=out)
     return EXIT_ERROR if missing else 0
+
+
+def _revoke(manager: Manager, args: argparse.Namespace, out: TextIO) -> int:
+    revoked = manager.revoke_user(args.user, keep=args.keep)
+    print(f"revoked {revoked} sessions of user {args.user}", file=out)
+    return 0
 
 
 def _stats(manager: Manager, args: argparse.Namespace, out: TextIO) -> int:
@@ -226,13 +234,18 @@ def _parser() -> argparse.ArgumentParser:
     command("check", _check, "config valid, store reachable, a session round-trips")
     command("count", _count, "the number of live sessions")
     command("gc", _gc, "remove expired sessions now")
-    command("list", _list, "every live session: ID prefix, created, expires, size"
-            ).add_argument("--json", action="store_true", help="one JSON object a line")
+    listing = command("list", _list, "every live session: ID prefix, created, expires, "
+                      "size, user")
+    listing.add_argument("--json", action="store_true", help="one JSON object a line")
+    listing.add_argument("--user", help="only this user's sessions")
     show = command("show", _show, "one session's data")
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
     command("destroy", _destroy, "delete sessions by ID").add_argument("ids", nargs="+",
                                                                       metavar="ID")
+    revoke = command("revoke", _revoke, "delete every session of a user")
+    revoke.add_argument("--user", required=True)
+    revoke.add_argument("--keep", metavar="ID", help="a session to keep")
     # A running application's counters live in its own process (Manager.stats(), the
     # Prometheus exporter); what a separate command can report is the store itself.
     command("stats", _stats, "live sessions, the bytes they take, the oldest"
