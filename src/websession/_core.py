@@ -443,22 +443,24 @@ class StoreEngine(Engine):
             record = self._read(state.sid)
         except self._errors as exc:
             raise self._unavailable(exc) from exc
-        self._timed(start)
-        self.counters.loads += 1
+        counters = self.counters
+        counters.loads += 1
+        counters.load_seconds += _clock() - start
         self.adopt(state, record)
 
     async def aload(self, state: SessionState) -> None:
         """Async twin of :meth:`load`."""
         start = _clock()
         record = await self.arun(self.one(self._read, state.sid))
-        self._timed(start)
-        self.counters.loads += 1
+        counters = self.counters
+        counters.loads += 1
+        counters.load_seconds += _clock() - start
         self.adopt(state, record)
 
-    def _timed(self, start: float) -> None:
+    def _written(self, start: float) -> None:
         counters = self.counters
-        counters.store_calls += 1
-        counters.store_seconds += _clock() - start
+        counters.writes += 1
+        counters.write_seconds += _clock() - start
 
     def release(self, state: SessionState) -> None:
         """Save what ``state`` changed (create, compare-and-set update, or a refresh)."""
@@ -469,7 +471,7 @@ class StoreEngine(Engine):
                 self.refuse_on_loop("session.asession_release(headers)")
             start = _clock()
             drive(plan, None, self._errors, self._unavailable)
-            self._timed(start)
+            self._written(start)
 
     async def arelease(self, state: SessionState) -> None:
         """Async twin of :meth:`release`."""
@@ -477,7 +479,7 @@ class StoreEngine(Engine):
         if plan is not None:
             start = _clock()
             await self.arun(plan)
-            self._timed(start)
+            self._written(start)
 
     def destroy(self, state: SessionState) -> None:
         """Delete ``state``'s session now and continue with a fresh one."""
@@ -517,7 +519,7 @@ class StoreEngine(Engine):
     def _expired(self, removed: int | list[str]) -> int:
         count, ids = (removed, None) if isinstance(removed, int) else (len(removed), removed)
         self.counters.expired += count
-        if count and self.events:
+        if count and self.events.active:
             self.events.fire("expired", count, ids)
         return count
 
@@ -550,18 +552,16 @@ class StoreEngine(Engine):
 
     def _destroyed(self, sids: list[str]) -> int:
         self.counters.destroyed += len(sids)
-        if self.events:
+        if self.events.active:
             for sid in sids:
                 self.events.fire("destroyed", sid)
         return len(sids)
 
-    def _binding(self, state: SessionState, stored: bool) -> Any:
-        """The user a save must bind the session to (``None``: to nobody), or
-        :data:`_UNCHANGED`. ``stored``: the record exists and carries its binding."""
-        if stored and self.user_key not in state.changes and not state.cleared:
-            return _UNCHANGED
+    def _binding(self, state: SessionState) -> Any:
+        """The user a new record (a new session, or a regenerated one) must be bound to
+        (``None``: to nobody), or :data:`_UNCHANGED`."""
         user = self.user_of(state.data)
-        if user is None and not stored and state.old_sid is None:
+        if user is None and state.old_sid is None:
             return _UNCHANGED  # a new session bound to nobody: nothing to index
         return user
 
@@ -628,7 +628,7 @@ class StoreEngine(Engine):
             state.deadline_moved(expires_at, send_id=self.slides_cookie(state))
 
     def _save_new(self, state: SessionState, now: float) -> Plan[None]:
-        user = self._binding(state, False) if self.binds_users else _UNCHANGED
+        user = self._binding(state) if self.binds_users else _UNCHANGED
         old_sid = state.retire_old_sid()
         if state.data or state.forced:  # an empty session is stored only when asked
             record = Record(self.encode(state, now, state.data), self.deadline(state, now, now), 1)
@@ -637,7 +637,7 @@ class StoreEngine(Engine):
             state.committed(state.sid, state.data, now, 1, record.expires_at, True)
             if old_sid is None:
                 self.counters.created += 1
-                if self.events:
+                if self.events.active:
                     self.events.fire("created", state.sid)
         elif old_sid is not None:
             state.dropped()  # the old session goes and nothing replaces it
@@ -645,7 +645,7 @@ class StoreEngine(Engine):
         if old_sid is not None:
             yield self._delete, (old_sid,)
             self.counters.regenerated += 1
-            if self.events:
+            if self.events.active:
                 self.events.fire("regenerated", state.sid, old_sid)
         if user is not _UNCHANGED and stored:
             # After the old ID is gone, so a regeneration never counts twice toward the cap.
@@ -654,7 +654,8 @@ class StoreEngine(Engine):
     def _save_changes(self, state: SessionState, now: float) -> Plan[None]:
         data, version, created = state.data, state.version, state.created
         deadline = self.deadline(state, created, now)
-        user = self._binding(state, True) if self.binds_users else _UNCHANGED
+        # Inline: this runs on every save.
+        rebind = self.binds_users and (self.user_key in state.changes or state.cleared)
         for _ in range(MAX_SAVE_ATTEMPTS):
             record = Record(self.encode(state, created, data), deadline, version + 1)
             if (yield self._update, (state.sid, record, version)):
@@ -662,7 +663,7 @@ class StoreEngine(Engine):
                 state.committed(state.sid, data, created, version + 1, deadline,
                                 state.lifetime_set or self.slides_cookie(state))
                 self.counters.saves += 1
-                if user is not _UNCHANGED:  # merged data may hold another request's user
+                if rebind:  # the merged data may hold another request's user
                     yield from self._bound(state.sid, self.user_of(data))
                 return
             # Lost a race, or the session is gone. Reload; re-apply only our own changes.
@@ -687,6 +688,6 @@ class StoreEngine(Engine):
             yield self._delete, (sid,)
         if doomed:
             self.counters.destroyed += 1
-            if self.events:
+            if self.events.active:
                 self.events.fire("destroyed", doomed[-1])
         self.forget(state, bool(doomed))

@@ -193,9 +193,10 @@ class Manager:
     def stats(self) -> dict[str, int | float]:
         """The engine's counters since this manager started: ``loads``, ``saves``,
         ``refreshes``, ``conflicts``, ``retries``, ``unavailable``, ``created``,
-        ``regenerated``, ``destroyed``, ``expired``, and ``store_calls`` /
-        ``store_seconds`` (timed reads, saves and destroys: their mean is the store's
-        latency). Counted by sessions kept in a store; a cookie provider counts nothing."""
+        ``regenerated``, ``destroyed``, ``expired``, ``writes`` (releases that wrote),
+        and ``load_seconds`` / ``write_seconds``: the time reads and writes took (divided
+        by ``loads`` and ``writes``, the store's mean latency). Sessions kept in a store
+        are counted; a cookie provider counts nothing."""
         return self._engine.counters.snapshot()
 
     def on(self, event: str, callback: Callable[..., Any]) -> None:

@@ -33,12 +33,15 @@ EVENTS = {
 class Counters:
     """The engine's counters; :meth:`snapshot` reads them all at once."""
 
-    __slots__ = ("conflicts", "created", "destroyed", "expired", "loads", "refreshes",
-                 "regenerated", "retries", "saves", "store_calls", "store_seconds",
-                 "unavailable")
+    __slots__ = ("conflicts", "created", "destroyed", "expired", "load_seconds", "loads",
+                 "refreshes", "regenerated", "retries", "saves", "unavailable",
+                 "write_seconds", "writes")
 
     def __init__(self) -> None:
         self.loads = 0  #: sessions read from the store
+        self.load_seconds = 0.0  #: the time those reads took, in total
+        self.writes = 0  #: releases that wrote (a create, an update, a refresh, retries)
+        self.write_seconds = 0.0  #: the time those writes took, in total
         self.saves = 0  #: changed sessions written (compare-and-set updates that won)
         self.refreshes = 0  #: idle deadlines moved without rewriting the data
         self.conflicts = 0  #: compare-and-set updates that lost a race
@@ -48,8 +51,6 @@ class Counters:
         self.regenerated = 0  #: sessions moved to a new ID
         self.destroyed = 0  #: sessions deleted on purpose
         self.expired = 0  #: expired sessions removed by GC
-        self.store_calls = 0  #: timed store operations (a read, a save, a destroy)
-        self.store_seconds = 0.0  #: the time they took, in total
 
     def snapshot(self) -> dict[str, int | float]:
         """Every counter by name."""
@@ -62,9 +63,9 @@ class Events:
     def __init__(self) -> None:
         self._subscribers: dict[str, list[Callable[..., Any]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-
-    def __bool__(self) -> bool:
-        return bool(self._subscribers)
+        #: Whether anyone subscribed: a plain attribute, read where the engine would
+        #: fire, so a manager without subscribers pays one attribute read.
+        self.active = False
 
     def wants(self, event: str) -> bool:
         """Whether ``event`` has subscribers."""
@@ -75,6 +76,7 @@ class Events:
         if event not in EVENTS:
             raise ValueError(f"unknown session event {event!r}: one of {', '.join(EVENTS)}")
         self._subscribers.setdefault(event, []).append(callback)
+        self.active = True
 
     def off(self, event: str, callback: Callable[..., Any]) -> None:
         """Stop calling ``callback`` on ``event``."""
@@ -83,6 +85,7 @@ class Events:
             callbacks.remove(callback)
         if not callbacks:
             self._subscribers.pop(event, None)
+        self.active = bool(self._subscribers)
 
     def fire(self, event: str, *args: Any) -> None:
         """Call ``event``'s subscribers; a failing one is logged and never raises here.

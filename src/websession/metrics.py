@@ -63,11 +63,13 @@ class SessionCollector:
             family = core.CounterMetricFamily(f"websession_{metric}", text, labels=["manager"])
             family.add_metric([self.name], stats[key])
             yield family
-        latency = core.SummaryMetricFamily(
-            "websession_store_seconds", "Time spent in store calls (reads, saves, destroys)",
-            labels=["manager"])
-        latency.add_metric([self.name], stats["store_calls"], stats["store_seconds"])
-        yield latency
+        for kind, count in (("load", "loads"), ("write", "writes")):
+            latency = core.SummaryMetricFamily(
+                f"websession_store_{kind}_seconds",
+                f"Time spent in store {kind}s (a session's read; a release's writes)",
+                labels=["manager"])
+            latency.add_metric([self.name], stats[count], stats[f"{kind}_seconds"])
+            yield latency
 
 
 def register_prometheus(manager: Manager, registry: Any = None,
