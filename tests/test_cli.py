@@ -211,3 +211,50 @@ def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
     text = output.decode()
     assert "listing sessions" in text  # rich's bar, on the terminal
     assert text.count("…") == 30  # and every session's line
+
+
+def test_migrate_copies_everything_once_and_resumes(tmp_path: Path) -> None:
+    source = {"providerConfig": str(tmp_path / "from.db")}
+    target = {"providerConfig": str(tmp_path / "to.db")}
+    sids = fill("sqlite", source, 1203, cart=[1, 2])
+    with Manager("sqlite", source) as manager:
+        session = manager.get_session_store(sids[0])
+        session.bind_user("ann")
+        session.session_release([])
+        before = {info.sid: info for info in manager.iter_sessions()}
+    opts = ["--provider", "sqlite", "--config", json.dumps(source), "migrate",
+            "--to", "sqlite", "--to-config", json.dumps(target)]
+    dry = run(*opts, "--dry-run")
+    assert dry.stdout == "would copy 1203 sessions to sqlite (dry run: nothing written)\n"
+    with Manager("sqlite", target) as manager:
+        assert manager.get_active_session() == 0
+    with Manager("sqlite", source) as src, Manager("sqlite", target) as dst:
+        pages = src.migrate(dst, 100)
+        for _ in range(5):  # five batches copied, then the process "dies"
+            next(pages)
+        pages.close()
+        assert dst.get_active_session() == 500
+    migrated = run(*opts)
+    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.stdout == "copied 703 sessions to sqlite; 500 were already there\n"
+    again = run(*opts)
+    assert again.stdout == "copied 0 sessions to sqlite; 1203 were already there\n"
+    with Manager("sqlite", target) as manager:
+        after = {info.sid: info for info in manager.iter_sessions()}
+        assert after == before  # IDs, data, creation, expiry, size, version and user
+        assert [info.sid for info in manager.sessions_of("ann")] == [sids[0]]
+
+
+def test_migrate_into_redis(tmp_path: Path, redis_config: dict[str, Any]) -> None:
+    source = {"providerConfig": str(tmp_path / "from.db")}
+    fill("sqlite", source, 40)
+    opts = ["--provider", "sqlite", "--config", json.dumps(source), "migrate",
+            "--to", "redis", "--to-config", json.dumps(redis_config)]
+    assert run(*opts).stdout == "copied 40 sessions to redis; 0 were already there\n"
+    assert run(*opts).stdout == "copied 0 sessions to redis; 40 were already there\n"
+    with Manager("sqlite", source) as src, Manager("redis", redis_config) as dst:
+        for info in src.iter_sessions():
+            copied = dst.inspect(info.sid)
+            assert copied is not None
+            assert (copied.data, copied.created) == (info.data, info.created)
+            assert abs(copied.expires_at - info.expires_at) < 1

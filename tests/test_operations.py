@@ -215,3 +215,19 @@ def test_prometheus_exports_the_counters() -> None:
     text = generate_latest(registry).decode()
     assert 'websession_sessions_created_total{manager="web"} 1.0' in text
     assert 'websession_store_write_seconds_count{manager="web"} 1.0' in text
+
+
+async def test_amigrate_copies_between_stores(tmp_path: Any) -> None:
+    source = Manager("memory")
+    target = Manager("sqlite", {"providerConfig": str(tmp_path / "to.db")})
+    for i in range(7):
+        session = source.get_session_store(None)
+        session.bind_user("ann" if i < 2 else "bob")
+        session["i"] = i
+        session.session_release([])
+    batches = [batch async for batch in source.amigrate(target, batch=3)]
+    assert sum(read for read, _, _ in batches) == sum(made for _, made, _ in batches) == 7
+    assert batches[-1][2] is None
+    assert sorted(info.data["i"] for info in await target.asessions_of("ann")) == [0, 1]
+    with pytest.raises(UnsupportedOperationError, match="keeps no store"):
+        next(source.migrate(Manager("cookie", {"providerConfig": {"securityKey": KEY}})))

@@ -550,6 +550,26 @@ class StoreEngine(Engine):
         """Async twin of :meth:`revoke_user`."""
         return self._destroyed(await self.arun(self.one(self._revoke_user, user, keep)))
 
+    def import_records(self, records: list[tuple[str, Record, str | None]]) -> int:
+        """Store records copied from another store, under their own IDs and bound to
+        their users; an ID already here is left as it is, so re-running an interrupted
+        copy finishes it without duplicates. Return how many were created."""
+        self.refuse_on_loop("manager.amigrate()")
+        return self.run(self._import(records))
+
+    async def aimport_records(self, records: list[tuple[str, Record, str | None]]) -> int:
+        """Async twin of :meth:`import_records`."""
+        return await self.arun(self._import(records))
+
+    def _import(self, records: list[tuple[str, Record, str | None]]) -> Plan[int]:
+        created = 0
+        for sid, record, user in records:
+            if (yield self._create, (sid, record)):
+                created += 1
+            if user is not None and self.binds_users:  # again on a rerun: binding is
+                yield self._bind, (sid, user, 0)         # idempotent, and may be missing
+        return created
+
     def _destroyed(self, sids: list[str]) -> int:
         self.counters.destroyed += len(sids)
         if self.events.active:

@@ -193,6 +193,26 @@ def _revoke(manager: Manager, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _migrate(manager: Manager, args: argparse.Namespace, out: TextIO) -> int:
+    target = Manager(args.to, _config_text(args.to_config) if args.to_config else None)
+    read = created = 0
+    try:
+        total = manager.get_active_session() if sys.stdout.isatty() else None
+        with _Progress(f"migrating to {args.to}", total) as progress:
+            for got, made, _ in manager.migrate(target, BATCH, dry_run=args.dry_run):
+                read, created = read + got, created + made
+                progress.advance(got)
+    finally:
+        target.close()
+    if args.dry_run:
+        print(f"would copy {read} sessions to {args.to} (dry run: nothing written)",
+              file=out)
+    else:
+        print(f"copied {created} sessions to {args.to}; {read - created} were already "
+              "there", file=out)
+    return 0
+
+
 def _stats(manager: Manager, args: argparse.Namespace, out: TextIO) -> int:
     stats: dict[str, Any] = {"live": manager.get_active_session()}
     if manager.can_list:
@@ -248,6 +268,11 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--keep", metavar="ID", help="a session to keep")
     # A running application's counters live in its own process (Manager.stats(), the
     # Prometheus exporter); what a separate command can report is the store itself.
+    migrate = command("migrate", _migrate, "copy every live session to another store "
+                      "(IDs, data, expiry, user); re-run to finish an interrupted copy")
+    migrate.add_argument("--to", required=True, metavar="NAME", help="the target provider")
+    migrate.add_argument("--to-config", metavar="JSON", help="its config, or @FILE")
+    migrate.add_argument("--dry-run", action="store_true", help="count, write nothing")
     command("stats", _stats, "live sessions, the bytes they take, the oldest"
             ).add_argument("--json", action="store_true")
     return parser
