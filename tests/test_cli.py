@@ -123,6 +123,13 @@ def test_users_sessions_listed_and_revoked(tmp_path: Path) -> None:
         [(sids[1], "ann"), (sids[2], "bob")])
 
 
+def test_check_of_cookie_sessions_has_no_store_to_reach() -> None:
+    config = json.dumps({"providerConfig": {"securityKey": KEY}})
+    result = run("--provider", "cookie", "--config", config, "check")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].startswith("store: none")
+
+
 def test_config_from_a_file(tmp_path: Path) -> None:
     path = tmp_path / "websession.json"
     path.write_text(json.dumps({"providerConfig": str(tmp_path / "s.db")}))

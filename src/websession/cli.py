@@ -34,6 +34,7 @@ from .exceptions import (
     UnsupportedOperationError,
     WebSessionError,
 )
+from .providers.base import ClientSideProvider
 
 __all__ = ["main"]
 
@@ -109,6 +110,9 @@ def _manager(args: argparse.Namespace) -> Manager:
 
 def _check(manager: Manager, args: argparse.Namespace, out: TextIO) -> int:
     print(f"config: ok (provider {args.provider_name})", file=out)
+    if isinstance(manager.provider, ClientSideProvider):
+        print("store: none (sessions are sealed into the cookie: nothing to reach)", file=out)
+        return 0
     print(f"store: reachable, {manager.get_active_session()} live sessions", file=out)
     session = manager.get_session_store(None)
     nonce = uuid.uuid4().hex
