@@ -93,7 +93,7 @@ class Events:
         An async callback runs as a task on the running event loop (the request does not
         wait for it); off an event loop it runs to completion before ``fire`` returns.
         """
-        for callback in self._subscribers.get(event, ()):
+        for callback in tuple(self._subscribers.get(event, ())):  # off() may run meanwhile
             try:
                 result = callback(*args)
                 if inspect.isawaitable(result):
