@@ -384,23 +384,28 @@ class StoreEngine(Engine):
         self._delete = provider.delete
         self._count = provider.count
         self._gc = provider.gc
-        self._scan = provider.scan
-        self._gc_ids = provider.gc_ids
-        self._reports_expired = provider.reports_expired
-        self._bind = provider.bind
-        self._sessions_of = provider.sessions_of
-        self._revoke_user = provider.revoke_user
+        # Fewer than 30 instance attributes in all: past that CPython stops sharing the
+        # instance dict's keys and every `self.x` on the hot path gets slower. The
+        # optional abilities are reached through self.provider, off the hot path.
         #: Whether saves index sessions by the user in ``config.user_key``.
         self.binds_users = provider.can_bind
-        self.can_scan = provider.can_scan
-        self.cannot_scan = (f"the {type(provider).__name__} provider cannot list its "
-                            "sessions (it does not implement scan())")
         self._twins: dict[Callable[..., Any], Callable[..., Awaitable[Any]]] = {
             getattr(provider, name): getattr(provider, "a" + name)
             for name in (*_PRIMITIVES, *_OPTIONAL)
         }
 
     # -- running plans ------------------------------------------------------------------
+
+    @property
+    def can_scan(self) -> bool:  # type: ignore[override]
+        """Whether the provider can list its sessions."""
+        return self.provider.can_scan
+
+    @property
+    def cannot_scan(self) -> str:  # type: ignore[override]
+        """Why the provider cannot list its sessions."""
+        return (f"the {type(self.provider).__name__} provider cannot list its sessions "
+                "(it does not implement scan())")
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
         self.counters.unavailable += 1
@@ -510,8 +515,8 @@ class StoreEngine(Engine):
 
     def _collect(self) -> Plan[int | list[str]]:
         # The IDs cost a list; they are asked for only when someone listens.
-        if self._reports_expired and self.events.wants("expired"):
-            ids: list[str] = yield self._gc_ids, ()
+        if self.provider.reports_expired and self.events.wants("expired"):
+            ids: list[str] = yield self.provider.gc_ids, ()
             return ids
         removed: int = yield self._gc, ()
         return removed
@@ -526,29 +531,29 @@ class StoreEngine(Engine):
     def scan(self, cursor: str | None, batch: int) -> Page:
         """A batch of the walk over every stored session (see ``BaseProvider.scan``)."""
         self.refuse_on_loop("manager.aiter_sessions()")
-        return self.run(self.one(self._scan, cursor, batch))
+        return self.run(self.one(self.provider.scan, cursor, batch))
 
     async def ascan(self, cursor: str | None, batch: int) -> Page:
         """Async twin of :meth:`scan`."""
-        return await self.arun(self.one(self._scan, cursor, batch))
+        return await self.arun(self.one(self.provider.scan, cursor, batch))
 
     def sessions_of(self, user: str) -> list[SessionInfo]:
         """The live sessions bound to ``user``, oldest binding first."""
         self.refuse_on_loop("manager.asessions_of()")
-        return self.infos(Page(self.run(self.one(self._sessions_of, user)), None))
+        return self.infos(Page(self.run(self.one(self.provider.sessions_of, user)), None))
 
     async def asessions_of(self, user: str) -> list[SessionInfo]:
         """Async twin of :meth:`sessions_of`."""
-        return self.infos(Page(await self.arun(self.one(self._sessions_of, user)), None))
+        return self.infos(Page(await self.arun(self.one(self.provider.sessions_of, user)), None))
 
     def revoke_user(self, user: str, keep: str | None) -> int:
         """Delete ``user``'s sessions except ``keep``; return how many."""
         self.refuse_on_loop("manager.arevoke_user()")
-        return self._destroyed(self.run(self.one(self._revoke_user, user, keep)))
+        return self._destroyed(self.run(self.one(self.provider.revoke_user, user, keep)))
 
     async def arevoke_user(self, user: str, keep: str | None) -> int:
         """Async twin of :meth:`revoke_user`."""
-        return self._destroyed(await self.arun(self.one(self._revoke_user, user, keep)))
+        return self._destroyed(await self.arun(self.one(self.provider.revoke_user, user, keep)))
 
     def import_records(self, records: list[tuple[str, Record, str | None]]) -> int:
         """Store records copied from another store, under their own IDs and bound to
@@ -567,7 +572,7 @@ class StoreEngine(Engine):
             if (yield self._create, (sid, record)):
                 created += 1
             if user is not None and self.binds_users:  # again on a rerun: binding is
-                yield self._bind, (sid, user, 0)         # idempotent, and may be missing
+                yield self.provider.bind, (sid, user, 0)         # idempotent, and may be missing
         return created
 
     def _destroyed(self, sids: list[str]) -> int:
@@ -588,7 +593,7 @@ class StoreEngine(Engine):
 
     def _bound(self, sid: str, user: Any) -> Plan[None]:
         if user is not _UNCHANGED:
-            evicted: list[str] = yield self._bind, (sid, user, self.cap)
+            evicted: list[str] = yield self.provider.bind, (sid, user, self.cap)
             if evicted:
                 self._destroyed(evicted)
 
