@@ -18,10 +18,10 @@ import pytest
 from websession import ConfigurationError, Manager
 from websession.providers.base import Record
 from websession.providers.file import FileProvider
-from websession.testing import ProviderConformance
+from websession.testing import ProviderConformance, ScanConformance
 
 
-class TestFileConformance(ProviderConformance):
+class TestFileConformance(ProviderConformance, ScanConformance):
     @pytest.fixture
     def provider(self, tmp_path: Path) -> FileProvider:
         return FileProvider(tmp_path / "sessions", fsync=False)

@@ -9,10 +9,10 @@ import pytest
 from websession import Manager
 from websession.providers.base import Record
 from websession.providers.memory import MemoryProvider
-from websession.testing import ProviderConformance
+from websession.testing import ProviderConformance, ScanConformance, UserConformance
 
 
-class TestMemoryConformance(ProviderConformance):
+class TestMemoryConformance(ProviderConformance, ScanConformance, UserConformance):
     @pytest.fixture
     def provider(self) -> MemoryProvider:
         return MemoryProvider()

@@ -16,10 +16,10 @@ from websession import ConfigurationError, Manager
 from websession.providers import sqlite as sqlite_module
 from websession.providers.base import Record
 from websession.providers.sqlite import SQLiteProvider
-from websession.testing import ProviderConformance
+from websession.testing import ProviderConformance, ScanConformance, UserConformance
 
 
-class TestSQLiteConformance(ProviderConformance):
+class TestSQLiteConformance(ProviderConformance, ScanConformance, UserConformance):
     @pytest.fixture
     def provider(self, tmp_path: Path) -> SQLiteProvider:
         return SQLiteProvider(str(tmp_path / "sessions.db"))
@@ -40,7 +40,7 @@ def test_seed_style_config_and_schema(tmp_path: Path) -> None:
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         columns = [row[1] for row in db.execute("PRAGMA table_info(websession_sessions)")]
-        assert columns == ["sid", "payload", "expires_at", "version"]
+        assert columns == ["sid", "payload", "expires_at", "version", "user_id", "bound_at"]
         indexes = [row[1] for row in db.execute("PRAGMA index_list(websession_sessions)")]
         assert "websession_sessions_expires" in indexes
         plan = " ".join(str(row) for row in db.execute(

@@ -13,6 +13,7 @@ A Python port of beego's ``session`` package::
 
 from ._config import ManagerConfig, parse_config
 from ._manager import Manager
+from ._ops import SessionInfo
 from ._session import SessionStore
 from .codecs import Codec, JSONCodec, SignedPickleCodec
 from .exceptions import (
@@ -24,6 +25,7 @@ from .exceptions import (
     SessionTooLarge,
     StoreUnavailableError,
     UnknownProviderError,
+    UnsupportedOperationError,
     WebSessionError,
 )
 from .middleware import ASGISessionMiddleware, WSGISessionMiddleware
@@ -44,6 +46,7 @@ __all__ = [
     "Record",
     "SerializationError",
     "SessionConflictError",
+    "SessionInfo",
     "SessionModeError",
     "SessionStore",
     "SessionTooLarge",
@@ -51,6 +54,7 @@ __all__ = [
     "Store",
     "StoreUnavailableError",
     "UnknownProviderError",
+    "UnsupportedOperationError",
     "WSGISessionMiddleware",
     "WebSessionError",
     "parse_config",

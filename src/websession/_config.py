@@ -52,6 +52,8 @@ class ManagerConfig:
     enable_sid_in_http_header: bool = False  # EnableSidInHTTPHeader
     session_name_in_http_header: str = ""  # SessionNameInHTTPHeader
     enable_sid_in_url_query: bool = False  # EnableSidInURLQuery (risky: IDs leak in logs)
+    user_key: str = "_user"  # userKey: the session key holding the user it is bound to
+    max_sessions_per_user: int = 0  # maxSessionsPerUser: 0 is no cap; else the oldest go
     codec: Codec = field(default_factory=JSONCodec)  # Python only
 
     @property
@@ -81,6 +83,8 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "enable_sid_in_http_header": bool,
     "session_name_in_http_header": str,
     "enable_sid_in_url_query": bool,
+    "user_key": str,
+    "max_sessions_per_user": int,
 }
 
 # The seed's JSON names, as written in beego's ManagerConfig tags.
@@ -102,6 +106,8 @@ _SEED_NAMES = {
     "EnableSidInHTTPHeader": "enable_sid_in_http_header",
     "SessionNameInHTTPHeader": "session_name_in_http_header",
     "EnableSidInURLQuery": "enable_sid_in_url_query",
+    "userKey": "user_key",
+    "maxSessionsPerUser": "max_sessions_per_user",
 }
 _LOOKUP = {name.lower(): attr for name, attr in _SEED_NAMES.items()}
 _LOOKUP.update({attr: attr for attr in _FIELD_TYPES})
@@ -231,6 +237,10 @@ def _validate(cfg: ManagerConfig) -> None:
              "and hold at most 1024 printable ASCII characters other than ;")
     if cfg.domain and not valid_cookie_domain(cfg.domain):
         fail("domain", f"{cfg.domain!r} is not a host name (letters, digits, - and .)")
+    if cfg.max_sessions_per_user < 0:
+        fail("maxSessionsPerUser", "must not be negative (0 means no cap)")
+    if not cfg.user_key:
+        fail("userKey", "must name a session key")
     if cfg.cookie_same_site not in ("Lax", "Strict", "None"):
         fail("cookieSameSite", f"{cfg.cookie_same_site!r} is not Lax, Strict or None")
     if cfg.cookie_same_site == "None" and not cfg.secure:

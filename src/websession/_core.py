@@ -28,13 +28,19 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._ids import SessionIDs
+from ._ops import Counters, Events, SessionInfo
 from ._plans import Plan, adrive, drive
 from ._session import SessionStore
 from ._state import SessionState
 from .codecs import DecodeError
 from .cookies import dump_cookie
-from .exceptions import SessionConflictError, SessionModeError, StoreUnavailableError
-from .providers.base import BaseProvider, Record
+from .exceptions import (
+    SessionConflictError,
+    SessionModeError,
+    StoreUnavailableError,
+    UnsupportedOperationError,
+)
+from .providers.base import BaseProvider, Page, Record
 
 if TYPE_CHECKING:
     from ._config import ManagerConfig
@@ -59,6 +65,7 @@ _CREATED = struct.Struct(">d")
 _OWN_LIFETIME = struct.Struct(">xdddb")
 _isfinite = math.isfinite
 _running_loop = asyncio._get_running_loop  # C: None off an event loop's thread
+_clock = time.perf_counter
 _PERSIST = {None: -1, False: 0, True: 1}
 _PERSISTED = {-1: None, 0: False, 1: True}
 
@@ -71,6 +78,10 @@ Lifetime = tuple[float | None, float | None, bool | None]
 Decoded = tuple[float, dict[str, Any], Lifetime | None]
 
 _PRIMITIVES = ("read", "create", "update", "touch", "delete", "count", "gc")
+# The optional abilities: a provider without them raises UnsupportedOperationError.
+_OPTIONAL = ("scan", "gc_ids", "bind", "sessions_of", "revoke_user")
+#: "The save leaves the session's user binding as it is."
+_UNCHANGED: Any = object()
 
 
 class Engine(ABC):
@@ -95,6 +106,9 @@ class Engine(ABC):
         #: Whether a client-supplied ID has the shape this engine issues (chosen once:
         #: this runs on every request that sends a cookie).
         self.valid_client_id: Callable[[str], object] = self.ids.matches
+        #: What the engine counted (read by ``Manager.stats``) and who listens to it.
+        self.counters = Counters()
+        self.events = Events()
 
     # -- opening ----------------------------------------------------------------------
 
@@ -199,7 +213,66 @@ class Engine(ABC):
                         record.refreshed, decoded[2])
         return True
 
+    def user_of(self, data: dict[str, Any]) -> str | None:
+        """The user session data names (under ``userKey``), as the index keeps it."""
+        user = data.get(self.config.user_key)
+        return None if user is None else str(user)
+
+    def info(self, sid: str, record: Record | None, now: float) -> SessionInfo | None:
+        """What an operator sees of a stored record; ``None`` if it is not live."""
+        decoded = self.decode(record, now)
+        if decoded is None or record is None:
+            return None
+        return SessionInfo(sid, decoded[0], record.expires_at, len(record.payload),
+                           record.version, decoded[1], self.user_of(decoded[1]))
+
+    def infos(self, page: Page) -> list[SessionInfo]:
+        """The live sessions of a page of :meth:`scan`, as an operator sees them."""
+        now = time.time()
+        infos = [self.info(sid, record, now) for sid, record in page.records]
+        return [info for info in infos if info is not None]
+
     # -- operations -------------------------------------------------------------------
+
+    #: Why :meth:`scan` cannot list this engine's sessions.
+    cannot_scan = "this manager's provider cannot list its sessions"
+    #: Whether :meth:`scan` works.
+    can_scan = False
+
+    def scan(self, cursor: str | None, batch: int) -> Page:
+        """A batch of the walk over every stored session (see ``BaseProvider.scan``)."""
+        raise UnsupportedOperationError(self.cannot_scan)
+
+    async def ascan(self, cursor: str | None, batch: int) -> Page:
+        """Async twin of :meth:`scan`."""
+        raise UnsupportedOperationError(self.cannot_scan)
+
+    def inspect(self, sid: str) -> SessionInfo | None:
+        """The live session ``sid`` as an operator sees it, or ``None``."""
+        raise UnsupportedOperationError(self.cannot_scan)
+
+    async def ainspect(self, sid: str) -> SessionInfo | None:
+        """Async twin of :meth:`inspect`."""
+        raise UnsupportedOperationError(self.cannot_scan)
+
+    #: Why this engine cannot find sessions by user.
+    cannot_bind = "this manager's provider cannot index sessions by user"
+
+    def sessions_of(self, user: str) -> list[SessionInfo]:
+        """The live sessions bound to ``user``, oldest binding first."""
+        raise UnsupportedOperationError(self.cannot_bind)
+
+    async def asessions_of(self, user: str) -> list[SessionInfo]:
+        """Async twin of :meth:`sessions_of`."""
+        raise UnsupportedOperationError(self.cannot_bind)
+
+    def revoke_user(self, user: str, keep: str | None) -> int:
+        """Delete ``user``'s sessions except ``keep``; return how many."""
+        raise UnsupportedOperationError(self.cannot_bind)
+
+    async def arevoke_user(self, user: str, keep: str | None) -> int:
+        """Async twin of :meth:`revoke_user`."""
+        raise UnsupportedOperationError(self.cannot_bind)
 
     @abstractmethod
     def load(self, state: SessionState) -> None:
@@ -325,6 +398,8 @@ class StoreEngine(Engine):
         super().__init__(config, session_class)
         self.provider = provider
         self.blocking = provider.blocking
+        self.user_key = config.user_key
+        self.cap = config.max_sessions_per_user
         self._errors = provider.unavailable_errors
         # Plans name a primitive by its sync method; the async executor maps it to its twin.
         self._read = provider.read
@@ -334,13 +409,31 @@ class StoreEngine(Engine):
         self._delete = provider.delete
         self._count = provider.count
         self._gc = provider.gc
+        # Fewer than 30 instance attributes in all: past that CPython stops sharing the
+        # instance dict's keys and every `self.x` on the hot path gets slower. The
+        # optional abilities are reached through self.provider, off the hot path.
+        #: Whether saves index sessions by the user in ``config.user_key``.
+        self.binds_users = provider.can_bind
         self._twins: dict[Callable[..., Any], Callable[..., Awaitable[Any]]] = {
-            getattr(provider, name): getattr(provider, "a" + name) for name in _PRIMITIVES
+            getattr(provider, name): getattr(provider, "a" + name)
+            for name in (*_PRIMITIVES, *_OPTIONAL)
         }
 
     # -- running plans ------------------------------------------------------------------
 
+    @property
+    def can_scan(self) -> bool:  # type: ignore[override]
+        """Whether the provider can list its sessions."""
+        return self.provider.can_scan
+
+    @property
+    def cannot_scan(self) -> str:  # type: ignore[override]
+        """Why the provider cannot list its sessions."""
+        return (f"the {type(self.provider).__name__} provider cannot list its sessions "
+                "(it does not implement scan())")
+
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        self.counters.unavailable += 1
         return StoreUnavailableError(
             f"session store {type(self.provider).__name__} is unavailable: {exc}"
         )
@@ -375,18 +468,31 @@ class StoreEngine(Engine):
                                 "without awaiting)")
         # The one step of every request that uses its session: called directly, its driver
         # errors translated as the drivers translate them.
+        start = _clock()
         while True:
             try:
                 record = self._read(state.sid)
             except self._errors as exc:
                 raise self._unavailable(exc) from exc
             if self.adopt(state, record):
-                return
+                break
+        counters = self.counters
+        counters.loads += 1
+        counters.load_seconds += _clock() - start
 
     async def aload(self, state: SessionState) -> None:
         """Async twin of :meth:`load`."""
+        start = _clock()
         while not self.adopt(state, await self.arun(self.one(self._read, state.sid))):
             pass  # a stale duplicate cookie: the next ID the client sent
+        counters = self.counters
+        counters.loads += 1
+        counters.load_seconds += _clock() - start
+
+    def _written(self, start: float) -> None:
+        counters = self.counters
+        counters.writes += 1
+        counters.write_seconds += _clock() - start
 
     def release(self, state: SessionState) -> None:
         """Save what ``state`` changed (create, compare-and-set update, or a refresh)."""
@@ -395,13 +501,17 @@ class StoreEngine(Engine):
             if self.blocking and _running_loop() is not None:
                 plan.close()
                 self.refuse_on_loop("session.asession_release(headers)")
+            start = _clock()
             drive(plan, None, self._errors, self._unavailable)
+            self._written(start)
 
     async def arelease(self, state: SessionState) -> None:
         """Async twin of :meth:`release`."""
         plan = self._release(state)
         if plan is not None:
+            start = _clock()
             await self.arun(plan)
+            self._written(start)
 
     def destroy(self, state: SessionState) -> None:
         """Delete ``state``'s session now and continue with a fresh one."""
@@ -424,11 +534,108 @@ class StoreEngine(Engine):
     def gc(self) -> int:
         """Remove expired sessions; return how many, where the store says."""
         self.refuse_on_loop("manager.agc()")
-        return int(self.run(self.one(self._gc)))
+        return self._expired(self.run(self._collect()))
 
     async def agc(self) -> int:
         """Async twin of :meth:`gc`."""
-        return await self.arun(self.one(self._gc))
+        return self._expired(await self.arun(self._collect()))
+
+    def _collect(self) -> Plan[int | list[str]]:
+        # The IDs cost a list; they are asked for only when someone listens.
+        if self.provider.reports_expired and self.events.wants("expired"):
+            ids: list[str] = yield self.provider.gc_ids, ()
+            return ids
+        removed: int = yield self._gc, ()
+        return removed
+
+    def _expired(self, removed: int | list[str]) -> int:
+        count, ids = (removed, None) if isinstance(removed, int) else (len(removed), removed)
+        self.counters.expired += count
+        if count and self.events.active:
+            self.events.fire("expired", count, ids)
+        return count
+
+    def scan(self, cursor: str | None, batch: int) -> Page:
+        """A batch of the walk over every stored session (see ``BaseProvider.scan``)."""
+        self.refuse_on_loop("manager.aiter_sessions()")
+        return self.run(self.one(self.provider.scan, cursor, batch))
+
+    async def ascan(self, cursor: str | None, batch: int) -> Page:
+        """Async twin of :meth:`scan`."""
+        return await self.arun(self.one(self.provider.scan, cursor, batch))
+
+    def sessions_of(self, user: str) -> list[SessionInfo]:
+        """The live sessions bound to ``user``, oldest binding first."""
+        self.refuse_on_loop("manager.asessions_of()")
+        return self.infos(Page(self.run(self.one(self.provider.sessions_of, user)), None))
+
+    async def asessions_of(self, user: str) -> list[SessionInfo]:
+        """Async twin of :meth:`sessions_of`."""
+        return self.infos(Page(await self.arun(self.one(self.provider.sessions_of, user)), None))
+
+    def revoke_user(self, user: str, keep: str | None) -> int:
+        """Delete ``user``'s sessions except ``keep``; return how many."""
+        self.refuse_on_loop("manager.arevoke_user()")
+        return self._destroyed(self.run(self.one(self.provider.revoke_user, user, keep)))
+
+    async def arevoke_user(self, user: str, keep: str | None) -> int:
+        """Async twin of :meth:`revoke_user`."""
+        return self._destroyed(await self.arun(self.one(self.provider.revoke_user, user, keep)))
+
+    def import_records(self, records: list[tuple[str, Record, str | None]]) -> int:
+        """Store records copied from another store, under their own IDs and bound to
+        their users; an ID already here is left as it is, so re-running an interrupted
+        copy finishes it without duplicates. Return how many were created."""
+        self.refuse_on_loop("manager.amigrate()")
+        return self.run(self._import(records))
+
+    async def aimport_records(self, records: list[tuple[str, Record, str | None]]) -> int:
+        """Async twin of :meth:`import_records`."""
+        return await self.arun(self._import(records))
+
+    def _import(self, records: list[tuple[str, Record, str | None]]) -> Plan[int]:
+        created = 0
+        for sid, record, user in records:
+            if (yield self._create, (sid, record)):
+                created += 1
+            if user is not None and self.binds_users:  # again on a rerun: binding is
+                yield self.provider.bind, (sid, user, 0)         # idempotent, and may be missing
+        return created
+
+    def _destroyed(self, sids: list[str]) -> int:
+        self.counters.destroyed += len(sids)
+        if self.events.active:
+            for sid in sids:
+                self.events.fire("destroyed", sid)
+        return len(sids)
+
+    def _binding(self, state: SessionState) -> Any:
+        """The user a new record (a new session, or a regenerated one) must be bound to
+        (``None``: to nobody), or :data:`_UNCHANGED`."""
+        user = self.user_of(state.data)
+        if user is None and state.old_sid is None:
+            return _UNCHANGED  # a new session bound to nobody: nothing to index
+        return user
+
+
+    def _bound(self, sid: str, user: Any) -> Plan[None]:
+        if user is not _UNCHANGED:
+            evicted: list[str] = yield self.provider.bind, (sid, user, self.cap)
+            if evicted:
+                self._destroyed(evicted)
+
+    def inspect(self, sid: str) -> SessionInfo | None:
+        """The live session ``sid`` as an operator sees it, or ``None``."""
+        if not self.ids.is_valid(sid):
+            return None
+        self.refuse_on_loop("manager.ainspect()")
+        return self.info(sid, self.run(self.one(self._read, sid)), time.time())
+
+    async def ainspect(self, sid: str) -> SessionInfo | None:
+        """Async twin of :meth:`inspect`."""
+        if not self.ids.is_valid(sid):
+            return None
+        return self.info(sid, await self.arun(self.one(self._read, sid)), time.time())
 
     def close(self) -> None:
         """Close the provider."""
@@ -469,37 +676,57 @@ class StoreEngine(Engine):
     def _refresh(self, state: SessionState, expires_at: float) -> Plan[None]:
         state.refresh_done()
         if (yield self._touch, (state.sid, expires_at)):
+            self.counters.refreshes += 1
             state.deadline_moved(expires_at, send_id=self.slides_cookie(state))
 
     def _save_new(self, state: SessionState, now: float) -> Plan[None]:
+        user = self._binding(state) if self.binds_users else _UNCHANGED
         old_sid = state.retire_old_sid()
         if state.data or state.forced:  # an empty session is stored only when asked
             record = Record(self.encode(state, now, state.data), self.deadline(state, now, now), 1)
             while not (yield self._create, (state.sid, record)):
                 state.new_id(self.ids.new())  # an ID collision: 2**-128, but never overwrite
             state.committed(state.sid, state.data, now, 1, record.expires_at, True)
+            if old_sid is None:
+                self.counters.created += 1
+                if self.events.active:
+                    self.events.fire("created", state.sid)
         elif old_sid is not None:
             state.dropped()  # the old session goes and nothing replaces it
+        stored = bool(state.data or state.forced)
         if old_sid is not None:
             yield self._delete, (old_sid,)
+            self.counters.regenerated += 1
+            if self.events.active:
+                self.events.fire("regenerated", state.sid, old_sid)
+        if user is not _UNCHANGED and stored:
+            # After the old ID is gone, so a regeneration never counts twice toward the cap.
+            yield from self._bound(state.sid, user)
 
     def _save_changes(self, state: SessionState, now: float) -> Plan[None]:
         data, version, created = state.data, state.version, state.created
         deadline = self.deadline(state, created, now)
+        # Inline: this runs on every save.
+        rebind = self.binds_users and (self.user_key in state.changes or state.cleared)
         for _ in range(MAX_SAVE_ATTEMPTS):
             record = Record(self.encode(state, created, data), deadline, version + 1)
             if (yield self._update, (state.sid, record, version)):
                 # A changed lifetime changes the cookie too (a Max-Age added or dropped).
                 state.committed(state.sid, data, created, version + 1, deadline,
                                 state.lifetime_set or self.slides_cookie(state))
+                self.counters.saves += 1
+                if rebind:  # the merged data may hold another request's user
+                    yield from self._bound(state.sid, self.user_of(data))
                 return
             # Lost a race, or the session is gone. Reload; re-apply only our own changes.
+            self.counters.conflicts += 1
             current: Record | None = yield self._read, (state.sid,)
             decoded = self.decode(current, now)
             if decoded is None or current is None:
                 # Destroyed or regenerated meanwhile: never re-create it.
                 state.start_fresh(self.ids.new(), expire_cookie=False)
                 return
+            self.counters.retries += 1
             data, version = state.reapply(decoded[1]), current.version
             state.concurrent_lifetime(decoded[2])
             deadline = self.deadline(state, created, now)
@@ -511,4 +738,8 @@ class StoreEngine(Engine):
         doomed = self.doomed_ids(state)
         for sid in doomed:
             yield self._delete, (sid,)
+        if doomed:
+            self.counters.destroyed += 1
+            if self.events.active:
+                self.events.fire("destroyed", doomed[-1])
         self.forget(state, bool(doomed))

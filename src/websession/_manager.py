@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+    MutableMapping,
+)
 from typing import Any
 from urllib.parse import parse_qs
 
 from ._config import ManagerConfig, parse_config
 from ._core import Engine, StoreEngine
+from ._ops import SessionInfo
 from ._sealing import SealEngine
 from ._session import SessionStore
 from .cookies import parse_cookie_values
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, UnsupportedOperationError
 from .providers import create_provider
-from .providers.base import BaseProvider, ClientSideProvider, Provider
+from .providers.base import BaseProvider, ClientSideProvider, Page, Provider, Record
 from .seed import SeedEngine
 
 __all__ = ["Manager"]
@@ -205,6 +213,145 @@ class Manager:
     def provider_blocks(self) -> bool:
         """Whether the provider does blocking I/O (async code must use the ``a`` twins)."""
         return self._engine.blocking
+
+    # -- operations -------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int | float]:
+        """The engine's counters since this manager started: ``loads``, ``saves``,
+        ``refreshes``, ``conflicts``, ``retries``, ``unavailable``, ``created``,
+        ``regenerated``, ``destroyed``, ``expired``, ``writes`` (releases that wrote),
+        and ``load_seconds`` / ``write_seconds``: the time reads and writes took (divided
+        by ``loads`` and ``writes``, the store's mean latency). Sessions kept in a store
+        are counted; a cookie provider counts nothing."""
+        return self._engine.counters.snapshot()
+
+    def on(self, event: str, callback: Callable[..., Any]) -> None:
+        """Call ``callback`` on ``event``: ``"created"`` (new ID), ``"regenerated"`` (new
+        ID, old ID), ``"destroyed"`` (ID), ``"expired"`` (how many a GC pass removed, and
+        their IDs where the provider reports them: memory, file, sqlite; else ``None``).
+
+        A callback may be sync or async (an async one runs as a task on the running loop,
+        or to completion when there is none); an exception in it is logged and never
+        reaches the request. Sessions kept in a store fire them; a cookie provider cannot.
+        """
+        self._engine.events.on(event, callback)
+
+    def off(self, event: str, callback: Callable[..., Any]) -> None:
+        """Stop calling ``callback`` on ``event``."""
+        self._engine.events.off(event, callback)
+
+    @property
+    def can_list(self) -> bool:
+        """Whether the provider can list its sessions (:meth:`iter_sessions`)."""
+        return self._engine.can_scan
+
+    def iter_sessions(self, batch: int = 500, cursor: str | None = None) -> Iterator[SessionInfo]:
+        """Every live session, fetched ``batch`` at a time (memory stays flat).
+
+        Needs a provider that can list its sessions (memory, file, sqlite); others raise
+        :class:`~websession.exceptions.UnsupportedOperationError`. ``cursor`` resumes a
+        walk where :meth:`pages` left it.
+        """
+        for page, _ in self.pages(batch, cursor):
+            yield from page
+
+    def pages(self, batch: int = 500,
+              cursor: str | None = None) -> Iterator[tuple[list[SessionInfo], str | None]]:
+        """The walk of :meth:`iter_sessions` a batch at a time, each with the cursor that
+        resumes after it (``None`` after the last)."""
+        engine = self._engine
+        while True:
+            page = engine.scan(cursor, batch)
+            yield engine.infos(page), page.cursor
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    async def aiter_sessions(self, batch: int = 500,
+                             cursor: str | None = None) -> AsyncIterator[SessionInfo]:
+        """Async twin of :meth:`iter_sessions`."""
+        engine = self._engine
+        while True:
+            page = await engine.ascan(cursor, batch)
+            for info in engine.infos(page):
+                yield info
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    def inspect(self, sid: str) -> SessionInfo | None:
+        """The live session ``sid`` as an operator sees it (data, created, expiry), or
+        ``None``; it is not loaded as a request's session, so nothing is refreshed."""
+        return self._engine.inspect(sid)
+
+    async def ainspect(self, sid: str) -> SessionInfo | None:
+        """Async twin of :meth:`inspect`."""
+        return await self._engine.ainspect(sid)
+
+    def migrate(self, target: Manager, batch: int = 500, cursor: str | None = None, *,
+                dry_run: bool = False) -> Generator[tuple[int, int, str | None], None, None]:
+        """Copy every live session into ``target``'s store, a batch at a time, keeping
+        IDs, data, expiry, version and user binding; yield ``(read, created, cursor)``
+        after each batch.
+
+        The records are copied as stored, so both managers must use the same codec. An ID
+        the target already has is left alone: re-running after an interruption (from the
+        start, or from the last cursor) finishes the copy without duplicates. Memory stays
+        flat: one batch at a time. ``dry_run`` reads and counts without writing.
+        """
+        engine, into = self._engine, self._store_of(target)
+        while True:
+            page = engine.scan(cursor, batch)
+            rows = self._rows(page)
+            yield len(rows), 0 if dry_run else into.import_records(rows), page.cursor
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    async def amigrate(self, target: Manager, batch: int = 500, cursor: str | None = None,
+                       *, dry_run: bool = False) -> AsyncIterator[tuple[int, int, str | None]]:
+        """Async twin of :meth:`migrate`."""
+        engine, into = self._engine, self._store_of(target)
+        while True:
+            page = await engine.ascan(cursor, batch)
+            rows = self._rows(page)
+            yield len(rows), 0 if dry_run else await into.aimport_records(rows), page.cursor
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    @staticmethod
+    def _store_of(target: Manager) -> StoreEngine:
+        if not isinstance(target.engine, StoreEngine):
+            raise UnsupportedOperationError(
+                f"cannot migrate into {type(target.provider).__name__}: it keeps no store")
+        return target.engine
+
+    def _rows(self, page: Page) -> list[tuple[str, Record, str | None]]:
+        """A scanned page's live records, each with the user it is bound to."""
+        records = dict(page.records)
+        return [(info.sid, records[info.sid], info.user) for info in self._engine.infos(page)]
+
+    # -- per-user sessions ------------------------------------------------------------
+
+    def sessions_of(self, user: Any) -> list[SessionInfo]:
+        """The live sessions bound to ``user`` (``session.bind_user``, or the ``userKey``
+        session key), oldest binding first. Memory and sqlite index them; other providers
+        raise :class:`~websession.UnsupportedOperationError`."""
+        return self._engine.sessions_of(str(user))
+
+    async def asessions_of(self, user: Any) -> list[SessionInfo]:
+        """Async twin of :meth:`sessions_of`."""
+        return await self._engine.asessions_of(str(user))
+
+    def revoke_user(self, user: Any, keep: str | None = None) -> int:
+        """Delete every session of ``user`` except ``keep`` (the current one, for "log
+        out everywhere else"); return how many were deleted."""
+        return self._engine.revoke_user(str(user), keep)
+
+    async def arevoke_user(self, user: Any, keep: str | None = None) -> int:
+        """Async twin of :meth:`revoke_user`."""
+        return await self._engine.arevoke_user(str(user), keep)
 
     # -- maintenance ------------------------------------------------------------------
 

@@ -87,6 +87,11 @@ class SealEngine(Engine):
         """Same as :meth:`destroy`."""
         self.destroy(state)
 
+    cannot_bind = ("sessions kept in the cookie cannot be found by user or revoked: the "
+                   "server keeps no record of them")
+    cannot_scan = ("sessions kept in the cookie cannot be listed: each lives only in its "
+                   "browser, and the server keeps no record of it")
+
     def count(self) -> int:
         """Sessions held by clients cannot be counted: 0, as in the seed."""
         return 0

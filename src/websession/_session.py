@@ -106,6 +106,15 @@ class SessionStore(MutableMapping[str, Any]):
         """Remove every value (the session and its ID remain)."""
         self._ensure_loaded().flush()
 
+    def bind_user(self, user: Any) -> None:
+        """Bind this session to ``user`` (stored under the manager's ``userKey``; ``None``
+        unbinds), so ``manager.sessions_of(user)`` and ``revoke_user(user)`` find it and
+        ``maxSessionsPerUser`` counts it. Call it at login, after ``regenerate_id()``."""
+        if user is None:
+            self.delete(self._engine.config.user_key)
+        else:
+            self.set(self._engine.config.user_key, user)
+
     def session_id(self) -> str:
         """Return the session's ID, issuing a fresh one if the client's was unknown."""
         return self._ensure_loaded().sid

@@ -11,6 +11,7 @@ __all__ = [
     "SessionTooLarge",
     "StoreUnavailableError",
     "UnknownProviderError",
+    "UnsupportedOperationError",
     "WebSessionError",
 ]
 
@@ -86,3 +87,7 @@ class SessionTooLarge(WebSessionError):
 
 class SessionModeError(WebSessionError, TypeError):
     """A blocking call was made where only its async twin may run (or the reverse)."""
+
+
+class UnsupportedOperationError(WebSessionError, NotImplementedError):
+    """The provider cannot do what was asked (e.g. list sessions kept in cookies)."""

@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 
 import pytest
@@ -33,9 +34,10 @@ import pytest
 from ._config import ManagerConfig
 from ._manager import Manager
 from ._session import SessionStore
-from .providers.base import BaseProvider, ClientSideProvider, Record
+from .providers.base import BaseProvider, ClientSideProvider, Page, Record
 
-__all__ = ["Client", "ProviderConformance", "SessionConformance", "SpyProvider", "SpySealer"]
+__all__ = ["Client", "ProviderConformance", "ScanConformance", "SessionConformance",
+           "SpyProvider", "SpySealer", "UserConformance"]
 
 T = TypeVar("T")
 
@@ -94,6 +96,58 @@ class SpyProvider(_Recorder, BaseProvider):
     def gc(self) -> int:
         self.calls.append(("gc", None))
         return self.inner.gc()
+
+    def scan(self, cursor: str | None, batch: int) -> Page:
+        self.calls.append(("scan", cursor))
+        return self.inner.scan(cursor, batch)
+
+    def ascan(self, cursor: str | None, batch: int) -> Awaitable[Page]:
+        self.calls.append(("scan", cursor))
+        return self.inner.ascan(cursor, batch)
+
+    @property
+    def can_scan(self) -> bool:
+        return self.inner.can_scan
+
+    def gc_ids(self) -> list[str]:
+        self.calls.append(("gc", None))
+        return self.inner.gc_ids()
+
+    def agc_ids(self) -> Awaitable[list[str]]:
+        self.calls.append(("gc", None))
+        return self.inner.agc_ids()
+
+    @property
+    def reports_expired(self) -> bool:
+        return self.inner.reports_expired
+
+    def bind(self, sid: str, user: str | None, cap: int) -> list[str]:
+        self.calls.append(("bind", sid))
+        return self.inner.bind(sid, user, cap)
+
+    def abind(self, sid: str, user: str | None, cap: int) -> Awaitable[list[str]]:
+        self.calls.append(("bind", sid))
+        return self.inner.abind(sid, user, cap)
+
+    def sessions_of(self, user: str) -> list[tuple[str, Record]]:
+        self.calls.append(("sessions_of", None))
+        return self.inner.sessions_of(user)
+
+    def asessions_of(self, user: str) -> Awaitable[list[tuple[str, Record]]]:
+        self.calls.append(("sessions_of", None))
+        return self.inner.asessions_of(user)
+
+    def revoke_user(self, user: str, keep: str | None) -> list[str]:
+        self.calls.append(("revoke_user", keep))
+        return self.inner.revoke_user(user, keep)
+
+    def arevoke_user(self, user: str, keep: str | None) -> Awaitable[list[str]]:
+        self.calls.append(("revoke_user", keep))
+        return self.inner.arevoke_user(user, keep)
+
+    @property
+    def can_bind(self) -> bool:
+        return self.inner.can_bind
 
     def aread(self, sid: str) -> Awaitable[Record | None]:
         self.calls.append(("read", sid))
@@ -706,3 +760,157 @@ class ProviderConformance(SessionConformance):
         # must read as absent.
         assert isinstance(call("create", sid, Record(b"gone", time.time() - 1, 1)), bool)
         assert call("read", sid) is None
+
+
+class ScanConformance:
+    """What a provider implementing :meth:`~websession.BaseProvider.scan` must do; mix it
+    into a :class:`ProviderConformance` subclass (it uses the same fixtures)::
+
+        class TestMyProvider(ProviderConformance, ScanConformance): ...
+    """
+
+    def _walk(self, provider: BaseProvider, client: Client, batch: int,
+              cursor: str | None = None) -> list[str]:
+        seen: list[str] = []
+        while True:
+            page = client.call(partial(provider.scan, cursor, batch),
+                               partial(provider.ascan, cursor, batch))
+            assert len(page.records) <= batch
+            seen += [sid for sid, _ in page.records]
+            if page.cursor is None:
+                return seen
+            cursor = page.cursor
+
+    def test_scan_returns_every_live_session_once(self, provider: BaseProvider,
+                                                  client: Client) -> None:
+        later = time.time() + 60
+        live = {uuid.uuid4().hex for _ in range(23)}
+        for sid in live:
+            assert provider.create(sid, Record(sid.encode(), later, 1))
+        provider.create(uuid.uuid4().hex, Record(b"old", time.time() - 1, 1))
+        assert provider.can_scan
+        for batch in (1, 5, 23, 100):
+            walked = self._walk(provider, client, batch)
+            assert sorted(walked) == sorted(live)  # once each, and never an expired one
+        page = provider.scan(None, 100)
+        assert {sid: record.payload for sid, record in page.records} == {
+            sid: sid.encode() for sid in live}
+
+    def test_scan_survives_changes_during_the_walk(self, provider: BaseProvider,
+                                                   client: Client) -> None:
+        later = time.time() + 60
+        stable = {uuid.uuid4().hex for _ in range(20)}
+        doomed = {uuid.uuid4().hex for _ in range(20)}
+        for sid in stable | doomed:
+            provider.create(sid, Record(b"x", later, 1))
+        first = provider.scan(None, 10)
+        assert first.cursor is not None
+        for sid in doomed:
+            provider.delete(sid)
+        for _ in range(20):
+            provider.create(uuid.uuid4().hex, Record(b"new", later, 1))
+        walked = [sid for sid, _ in first.records] + self._walk(provider, client, 7,
+                                                                 first.cursor)
+        assert len(walked) == len(set(walked))  # nothing twice
+        assert stable <= set(walked)  # nothing live for the whole walk is missed
+
+    def test_manager_lists_sessions_with_their_data(self, manager: Manager,
+                                                    client: Client) -> None:
+        sids = set()
+        for i in range(7):
+            other = Client(manager, client.mode, client.runner)
+            other.roundtrip(i=i)
+            sids.add(other.cookie)
+
+        async def collect() -> list[Any]:
+            return [info async for info in manager.aiter_sessions(batch=3)]
+
+        infos = client.call(lambda: list(manager.iter_sessions(batch=3)), collect)
+        assert {info.sid for info in infos} == sids
+        assert sorted(info.data["i"] for info in infos) == list(range(7))
+        now = time.time()
+        assert all(info.created <= now < info.expires_at and info.size > 0 for info in infos)
+        some = infos[0]
+        assert client.call(lambda: manager.inspect(some.sid),
+                           lambda: manager.ainspect(some.sid)) == some
+        assert manager.inspect("0" * 32) is None
+
+
+class UserConformance:
+    """What a provider with a user index (:meth:`~websession.BaseProvider.bind`,
+    ``sessions_of``, ``revoke_user``) must do; mix it into a :class:`ProviderConformance`
+    subclass (it uses the same fixtures)."""
+
+    #: Concurrent logins of one user in the cap test.
+    logins = 20
+
+    def _login(self, manager: Manager, client: Client, user: str, **values: Any) -> Client:
+        browser = Client(manager, client.mode, client.runner)
+        session = browser.open()
+        session.bind_user(user)
+        for key, value in values.items():
+            session[key] = value
+        browser.release(session)
+        return browser
+
+    def test_sessions_of_and_revoke_user(self, manager: Manager, client: Client) -> None:
+        ann = [self._login(manager, client, "ann", n=i) for i in range(3)]
+        bob = self._login(manager, client, "bob")
+        found = client.call(lambda: manager.sessions_of("ann"),
+                            lambda: manager.asessions_of("ann"))
+        assert [info.sid for info in found] == [b.cookie for b in ann]  # oldest first
+        assert [info.data["n"] for info in found] == [0, 1, 2]
+        keep = ann[1].cookie
+        revoked = client.call(lambda: manager.revoke_user("ann", keep=keep),
+                              lambda: manager.arevoke_user("ann", keep=keep))
+        assert revoked == 2
+        assert [info.sid for info in manager.sessions_of("ann")] == [keep]
+        assert ann[0].data() == {} and ann[1].data()["n"] == 1  # revoked means logged out
+        assert [info.sid for info in manager.sessions_of("bob")] == [bob.cookie]
+
+    def test_binding_follows_regenerate_logout_and_destroy(self, manager: Manager,
+                                                           client: Client) -> None:
+        browser = self._login(manager, client, "ann")
+        session = browser.open()
+        client.call(session.regenerate_id, session.aregenerate_id)
+        browser.release(session)
+        assert [info.sid for info in manager.sessions_of("ann")] == [browser.cookie]
+        session = browser.open()
+        session.bind_user(None)  # logout, the session kept
+        browser.release(session)
+        assert manager.sessions_of("ann") == []
+        session = browser.open()
+        session.bind_user("ann")
+        browser.release(session)
+        assert len(manager.sessions_of("ann")) == 1
+        session = browser.open()
+        client.call(session.destroy, session.adestroy)
+        assert manager.sessions_of("ann") == []
+
+    def test_concurrent_logins_respect_the_cap(self, make_manager: Callable[..., Manager],
+                                               client: Client) -> None:
+        manager = make_manager(max_sessions_per_user=3)
+        if client.mode == "sync":
+            with ThreadPoolExecutor(self.logins) as pool:
+                browsers = list(pool.map(lambda i: self._login(manager, client, "ann", i=i),
+                                         range(self.logins)))
+        else:
+            async def login(i: int) -> str:
+                session = manager.session_start({"type": "http", "headers": []})
+                await session.aload()
+                session.bind_user("ann")
+                session["i"] = i
+                await session.asession_release([])
+                return session.session_id()
+
+            async def all_logins() -> list[str]:
+                return list(await asyncio.gather(*(login(i) for i in range(self.logins))))
+
+            assert client.runner is not None
+            sids = client.runner.run(all_logins())
+            browsers = [Client(manager, client.mode, client.runner, sid) for sid in sids]
+        live = manager.sessions_of("ann")
+        assert len(live) == 3
+        assert manager.get_active_session() == 3
+        assert {info.sid for info in live} <= {b.cookie for b in browsers}
+        assert manager.stats()["destroyed"] == self.logins - 3

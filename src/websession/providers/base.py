@@ -30,6 +30,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, runtime_checkable
 
+from ..exceptions import UnsupportedOperationError
 from ._options import parse_options
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ __all__ = [
     "BaseProvider",
     "ClientSideProvider",
     "Configurable",
+    "Page",
     "Provider",
     "Record",
     "Store",
@@ -65,6 +67,15 @@ class Record(NamedTuple):
     #: Set by a provider whose :meth:`~BaseProvider.read` moved the deadline itself (see
     #: :attr:`BaseProvider.refreshes_on_read`): ``expires_at`` is then the new deadline.
     refreshed: bool = False
+
+
+class Page(NamedTuple):
+    """One batch of a walk over every live session (:meth:`BaseProvider.scan`)."""
+
+    #: ``(sid, record)`` pairs of live sessions, at most the batch size asked for.
+    records: list[tuple[str, Record]]
+    #: Where the next batch starts; ``None`` when the walk is over. Opaque to callers.
+    cursor: str | None
 
 
 @runtime_checkable
@@ -230,6 +241,66 @@ class BaseProvider(Configurable, ABC):
     def gc(self) -> int:
         """Remove expired records; return how many were removed (if known, else 0)."""
 
+    # -- an optional ability ----------------------------------------------------------
+
+    def scan(self, cursor: str | None, batch: int) -> Page:
+        """Return up to ``batch`` live sessions after ``cursor`` (``None``: from the start).
+
+        Optional: the CLI's ``list`` and ``show`` and :meth:`Manager.iter_sessions` use it.
+        The contract is keyset pagination: the cursor names the last session returned (how
+        is the provider's business), so a session live for the whole walk is returned
+        exactly once however many are created or deleted meanwhile, memory stays flat, and
+        a walk can be resumed from any cursor it returned. A page may hold fewer than
+        ``batch`` records (even none) before the end; only a ``None`` cursor ends it.
+        """
+        raise UnsupportedOperationError(
+            f"the {type(self).__name__} provider cannot list its sessions (it has no scan())"
+        )
+
+    def gc_ids(self) -> list[str]:
+        """Optional: what :meth:`gc` does, returning the removed sessions' IDs. The
+        engine calls it instead of :meth:`gc` only when someone listens to ``expired``."""
+        raise UnsupportedOperationError(
+            f"the {type(self).__name__} provider cannot report expired IDs (no gc_ids())"
+        )
+
+    def bind(self, sid: str, user: str | None, cap: int) -> list[str]:
+        """Optional (with :meth:`sessions_of` and :meth:`revoke_user`): index the live
+        session ``sid`` under ``user`` (``None``: under nobody), and if ``cap`` is positive
+        and the user now has more than ``cap`` live sessions, delete the ones bound
+        longest ago. Return the deleted IDs. One atomic step, so concurrent logins of one
+        user never leave more than ``cap``; nothing is bound if ``sid`` is not live."""
+        raise UnsupportedOperationError(
+            f"the {type(self).__name__} provider cannot index sessions by user (no bind())"
+        )
+
+    def sessions_of(self, user: str) -> list[tuple[str, Record]]:
+        """The live sessions bound to ``user``, oldest binding first."""
+        raise UnsupportedOperationError(
+            f"the {type(self).__name__} provider cannot index sessions by user"
+        )
+
+    def revoke_user(self, user: str, keep: str | None) -> list[str]:
+        """Delete every session bound to ``user`` except ``keep``; return their IDs."""
+        raise UnsupportedOperationError(
+            f"the {type(self).__name__} provider cannot index sessions by user"
+        )
+
+    @property
+    def can_bind(self) -> bool:
+        """Whether this provider implements :meth:`bind` and the per-user methods."""
+        return type(self).bind is not BaseProvider.bind
+
+    @property
+    def reports_expired(self) -> bool:
+        """Whether this provider implements :meth:`gc_ids`."""
+        return type(self).gc_ids is not BaseProvider.gc_ids
+
+    @property
+    def can_scan(self) -> bool:
+        """Whether this provider implements :meth:`scan`."""
+        return type(self).scan is not BaseProvider.scan
+
     # -- async twins ------------------------------------------------------------------
 
     async def _offload(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -264,6 +335,26 @@ class BaseProvider(Configurable, ABC):
     def agc(self) -> Awaitable[int]:
         """Async twin of :meth:`gc`."""
         return self._offload(self.gc)
+
+    def abind(self, sid: str, user: str | None, cap: int) -> Awaitable[list[str]]:
+        """Async twin of :meth:`bind`."""
+        return self._offload(self.bind, sid, user, cap)
+
+    def asessions_of(self, user: str) -> Awaitable[list[tuple[str, Record]]]:
+        """Async twin of :meth:`sessions_of`."""
+        return self._offload(self.sessions_of, user)
+
+    def arevoke_user(self, user: str, keep: str | None) -> Awaitable[list[str]]:
+        """Async twin of :meth:`revoke_user`."""
+        return self._offload(self.revoke_user, user, keep)
+
+    def agc_ids(self) -> Awaitable[list[str]]:
+        """Async twin of :meth:`gc_ids`."""
+        return self._offload(self.gc_ids)
+
+    def ascan(self, cursor: str | None, batch: int) -> Awaitable[Page]:
+        """Async twin of :meth:`scan`."""
+        return self._offload(self.scan, cursor, batch)
 
 
 class ClientSideProvider(Configurable, ABC):

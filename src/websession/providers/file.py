@@ -46,7 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..exceptions import ConfigurationError
-from .base import BaseProvider, Record, parse_options
+from .base import BaseProvider, Page, Record, parse_options
 
 __all__ = ["FileProvider"]
 
@@ -290,6 +290,36 @@ class FileProvider(BaseProvider):
                 if len(entry.name) == 2 and entry.is_dir(follow_symlinks=False):
                     yield entry.name
 
+    def scan(self, cursor: str | None, batch: int) -> Page:
+        """The shard walk as keyset pagination: subdirectories in name order, session files
+        in ID order within each; the cursor is the last ID returned (its subdirectory is
+        its last two characters). Each batch lists one subdirectory at a time."""
+        now = time.time()
+        shards = sorted(self._shards())
+        after = cursor
+        start = self._shard_of(cursor) if cursor is not None else ""
+        page: list[tuple[str, Record]] = []
+        for name in shards:
+            if name < start:
+                continue
+            shard = self._shard(name, create=False)
+            if shard is None:
+                continue
+            with os.scandir(shard.fd) as entries:
+                names = sorted(
+                    entry.name for entry in entries
+                    if entry.name[0] != "." and (name != start or after is None
+                                                 or entry.name > after)
+                )
+            for position, sid in enumerate(names):
+                record = self._load(shard.fd, sid, now)
+                if record is not None:
+                    page.append((sid, record))
+                if len(page) == batch:
+                    more = position + 1 < len(names) or name != shards[-1]
+                    return Page(page, sid if more else None)
+        return Page(page, None)
+
     def count(self) -> int:
         """Count session files whose deadline has not passed (``stat`` only)."""
         now_ns = _ns(time.time())
@@ -309,16 +339,21 @@ class FileProvider(BaseProvider):
         Subdirectories lock independently and ``unlink`` releases the GIL, so a few
         threads sweep them side by side: on a disk, unlinking is most of the cost.
         """
+        return len(self.gc_ids())
+
+    def gc_ids(self) -> list[str]:
+        """What :meth:`gc` does, returning the removed sessions' IDs (the file names)."""
         now = time.time()
         with ThreadPoolExecutor(max_workers=GC_THREADS) as pool:
-            return sum(pool.map(lambda name: self._sweep(name, now), list(self._shards())))
+            swept = pool.map(lambda name: self._sweep(name, now), list(self._shards()))
+            return [sid for ids in swept for sid in ids]
 
-    def _sweep(self, name: str, now: float) -> int:
+    def _sweep(self, name: str, now: float) -> list[str]:
         shard = self._shard(name, create=False)
         if shard is None:
-            return 0
+            return []
         now_ns, stale_ns = _ns(now), _ns(now - self.tmp_grace)
-        removed = 0
+        removed: list[str] = []
         with shard.locked(), os.scandir(shard.fd) as entries:
             for entry in entries:
                 if not entry.is_file(follow_symlinks=False) or entry.name == _LOCK:
@@ -330,7 +365,8 @@ class FileProvider(BaseProvider):
                 if (info.st_ctime_ns <= stale_ns) if temporary else (info.st_mtime_ns <= now_ns):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.name, dir_fd=shard.fd)
-                    removed += not temporary
+                    if not temporary:
+                        removed.append(entry.name)
         return removed
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from typing import Any
 
 from ..exceptions import ConfigurationError
-from .base import BaseProvider, Record, parse_options
+from .base import BaseProvider, Page, Record, parse_options
 
 __all__ = ["MemoryProvider"]
 
@@ -31,6 +31,10 @@ class MemoryProvider(BaseProvider):
         # (expires_at, sid); an entry whose time no longer matches the record is stale.
         self._heap: list[tuple[float, str]] = []
         self._lock = threading.Lock()
+        # The user index: each bound session's user, and each user's sessions in the
+        # order they were bound (a dict keeps insertion order: oldest first).
+        self._bound: dict[str, str] = {}
+        self._by_user: dict[str, dict[str, None]] = {}
 
     def configure(self, config: Any) -> None:
         """Read ``maxSessions`` (0 means unbounded) from ``providerConfig``."""
@@ -49,9 +53,23 @@ class MemoryProvider(BaseProvider):
         if record is None:
             return None
         if record.expires_at <= now:
-            del self._records[sid]
+            self._drop(sid)
             return None
         return record
+
+    def _drop(self, sid: str) -> None:
+        """Remove a record and its place in the user index (the lock is held)."""
+        self._records.pop(sid, None)
+        if self._bound:
+            self._unbind(sid)
+
+    def _unbind(self, sid: str) -> None:
+        user = self._bound.pop(sid, None)
+        if user is not None:
+            sessions = self._by_user[user]
+            del sessions[sid]
+            if not sessions:
+                del self._by_user[user]
 
     def _put(self, sid: str, record: Record, previous: Record | None) -> None:
         self._records[sid] = record
@@ -66,9 +84,9 @@ class MemoryProvider(BaseProvider):
                 self._heap = [(r.expires_at, k) for k, r in self._records.items()]
                 heapq.heapify(self._heap)
         if self.max_sessions and len(self._records) > self.max_sessions:
-            self._records.popitem(last=False)
+            self._drop(next(iter(self._records)))
 
-    def _collect(self, now: float) -> int:
+    def _collect(self, now: float, ids: list[str] | None = None) -> int:
         removed = 0
         heap, records = self._heap, self._records
         while heap and heap[0][0] <= now:
@@ -77,8 +95,10 @@ class MemoryProvider(BaseProvider):
             if record is None:
                 continue  # deleted or evicted earlier
             if record.expires_at <= now:
-                del records[sid]
+                self._drop(sid)
                 removed += 1
+                if ids is not None:
+                    ids.append(sid)
             else:
                 heapq.heappush(heap, (record.expires_at, sid))  # refreshed since filed
         return removed
@@ -131,7 +151,7 @@ class MemoryProvider(BaseProvider):
     def delete(self, sid: str) -> None:
         """Remove the record."""
         with self._lock:
-            self._records.pop(sid, None)
+            self._drop(sid)
 
     def count(self) -> int:
         """Count live sessions: expired ones are collected first, then ``len``."""
@@ -143,3 +163,58 @@ class MemoryProvider(BaseProvider):
         """Remove expired sessions."""
         with self._lock:
             return self._collect(time.time())
+
+    def gc_ids(self) -> list[str]:
+        """Remove expired sessions; return their IDs."""
+        ids: list[str] = []
+        with self._lock:
+            self._collect(time.time(), ids)
+        return ids
+
+    def scan(self, cursor: str | None, batch: int) -> Page:
+        """Keyset pagination over the dict in ID order: the next ``batch`` IDs after the
+        cursor (the last ID returned), found in one pass without sorting everything."""
+        now = time.time()
+        with self._lock:
+            records = self._records
+            after = (sid for sid in records if cursor is None or sid > cursor)
+            chosen = heapq.nsmallest(batch, after)
+            page = [(sid, records[sid]) for sid in chosen]
+        live = [(sid, record) for sid, record in page if record.expires_at > now]
+        return Page(live, chosen[-1] if len(chosen) == batch else None)
+
+    def bind(self, sid: str, user: str | None, cap: int) -> list[str]:
+        """Index ``sid`` under ``user`` and evict that user's oldest beyond ``cap``, all
+        under the lock."""
+        with self._lock:
+            now = time.time()
+            if self._live(sid, now) is None:
+                return []
+            if self._bound.get(sid) == user:
+                return []  # already bound: keeps its place in the order
+            self._unbind(sid)
+            if user is None:
+                return []
+            self._bound[sid] = user
+            sessions = self._by_user.setdefault(user, {})
+            sessions[sid] = None
+            live = [other for other in list(sessions) if self._live(other, now) is not None]
+            evicted = live[:-cap] if 0 < cap < len(live) else []
+            for other in evicted:
+                self._drop(other)
+            return evicted
+
+    def sessions_of(self, user: str) -> list[tuple[str, Record]]:
+        """The user's live sessions, oldest binding first."""
+        with self._lock:
+            now = time.time()
+            records = ((sid, self._live(sid, now)) for sid in list(self._by_user.get(user, ())))
+            return [(sid, record) for sid, record in records if record is not None]
+
+    def revoke_user(self, user: str, keep: str | None) -> list[str]:
+        """Delete the user's sessions except ``keep``."""
+        with self._lock:
+            doomed = [sid for sid in self._by_user.get(user, ()) if sid != keep]
+            for sid in doomed:
+                self._drop(sid)
+            return doomed

@@ -9,9 +9,14 @@ Schema, created if absent::
         sid        TEXT PRIMARY KEY,
         payload    BLOB NOT NULL,
         expires_at REAL NOT NULL,   -- Unix time
-        version    INTEGER NOT NULL
+        version    INTEGER NOT NULL,
+        user_id    TEXT,           -- the user the session is bound to (bind())
+        bound_at   REAL            -- when, to evict the oldest past maxSessionsPerUser
     ) WITHOUT ROWID;
     CREATE INDEX websession_sessions_expires ON websession_sessions (expires_at);
+    CREATE INDEX websession_sessions_user ON websession_sessions (user_id, bound_at);
+
+A table made before the user columns existed gets them added at start-up.
 
 The database runs in WAL mode, so readers never wait for the writer; each thread has its
 own connection in autocommit mode, each primitive is one statement (atomic on its own),
@@ -29,7 +34,7 @@ import time
 from typing import Any
 
 from ..exceptions import ConfigurationError
-from .base import BaseProvider, Record, parse_options
+from .base import BaseProvider, Page, Record, parse_options
 
 __all__ = ["SQLiteProvider"]
 
@@ -77,15 +82,31 @@ class SQLiteProvider(BaseProvider):
                     "WHERE sid = ? AND expires_at > ?",
             "create": f"INSERT INTO {t} (sid, payload, expires_at, version) VALUES (?, ?, ?, ?) "
                       "ON CONFLICT (sid) DO UPDATE SET payload = excluded.payload, "
-                      "expires_at = excluded.expires_at, version = excluded.version "
-                      f"WHERE {t}.expires_at <= ?",
+                      "expires_at = excluded.expires_at, version = excluded.version, "
+                      f"user_id = NULL, bound_at = NULL WHERE {t}.expires_at <= ?",
             "update": f"UPDATE {t} SET payload = ?, expires_at = ?, version = ? "
                       "WHERE sid = ? AND version = ? AND expires_at > ?",
             "touch": f"UPDATE {t} SET expires_at = ? WHERE sid = ? AND expires_at > ?",
             "delete": f"DELETE FROM {t} WHERE sid = ?",
             "count": f"SELECT COUNT(*) FROM {t} WHERE expires_at > ?",
+            "scan_first": f"SELECT sid, payload, expires_at, version FROM {t} "
+                          "WHERE expires_at > ? ORDER BY sid LIMIT ?",
+            "scan": f"SELECT sid, payload, expires_at, version FROM {t} "
+                    "WHERE sid > ? AND expires_at > ? ORDER BY sid LIMIT ?",
+            "bind": f"UPDATE {t} SET user_id = ?, bound_at = ? "
+                    "WHERE sid = ? AND expires_at > ? AND user_id IS NOT ?",
+            "evict": f"DELETE FROM {t} WHERE sid IN (SELECT sid FROM {t} "
+                     "WHERE user_id = ? AND expires_at > ? "
+                     "ORDER BY bound_at DESC, sid LIMIT -1 OFFSET ?) RETURNING sid",
+            "sessions_of": f"SELECT sid, payload, expires_at, version FROM {t} "
+                           "WHERE user_id = ? AND expires_at > ? ORDER BY bound_at, sid",
+            "revoke_user": f"DELETE FROM {t} WHERE user_id = ? AND sid IS NOT ? "
+                           "RETURNING sid",
             "gc": f"DELETE FROM {t} WHERE sid IN "
                   f"(SELECT sid FROM {t} WHERE expires_at <= ? LIMIT {GC_BATCH})",
+            "gc_ids": f"DELETE FROM {t} WHERE sid IN "
+                      f"(SELECT sid FROM {t} WHERE expires_at <= ? LIMIT {GC_BATCH}) "
+                      "RETURNING sid",
         }
 
     def _db(self) -> sqlite3.Connection:
@@ -114,9 +135,14 @@ class SQLiteProvider(BaseProvider):
                 db.execute(
                     f"CREATE TABLE IF NOT EXISTS {t} (sid TEXT PRIMARY KEY, "
                     "payload BLOB NOT NULL, expires_at REAL NOT NULL, "
-                    "version INTEGER NOT NULL) WITHOUT ROWID"
+                    "version INTEGER NOT NULL, user_id TEXT, bound_at REAL) WITHOUT ROWID"
                 )
+                columns = {row[1] for row in db.execute(f"PRAGMA table_info({t})")}
+                for column, kind in (("user_id", "TEXT"), ("bound_at", "REAL")):
+                    if column not in columns:  # a table from before per-user sessions
+                        db.execute(f"ALTER TABLE {t} ADD COLUMN {column} {kind}")
                 db.execute(f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires_at)")
+                db.execute(f"CREATE INDEX IF NOT EXISTS {t}_user ON {t} (user_id, bound_at)")
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
@@ -167,6 +193,54 @@ class SQLiteProvider(BaseProvider):
             removed += deleted
             if deleted < GC_BATCH:
                 return removed
+
+    def bind(self, sid: str, user: str | None, cap: int) -> list[str]:
+        """Set the row's user, then delete that user's rows past ``cap`` (newest kept),
+        in one write transaction: concurrent logins from any process take turns."""
+        db, now = self._db(), time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            bound = db.execute(self._sql["bind"], (user, now, sid, now, user)).rowcount
+            evicted: list[str] = []
+            if bound and user is not None and cap > 0:
+                evicted = [row[0] for row in
+                           db.execute(self._sql["evict"], (user, now, cap)).fetchall()]
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return evicted
+
+    def sessions_of(self, user: str) -> list[tuple[str, Record]]:
+        """The user's live rows through the user index, oldest binding first."""
+        rows = self._db().execute(self._sql["sessions_of"], (user, time.time())).fetchall()
+        return [(row[0], Record(row[1], row[2], row[3])) for row in rows]
+
+    def revoke_user(self, user: str, keep: str | None) -> list[str]:
+        """Delete the user's rows except ``keep``: one statement."""
+        rows = self._db().execute(self._sql["revoke_user"], (user, keep)).fetchall()
+        return [row[0] for row in rows]
+
+    def gc_ids(self) -> list[str]:
+        """Delete expired rows in batches as :meth:`gc` does; return their IDs
+        (``DELETE … RETURNING``, SQLite 3.35 and later)."""
+        db, ids, now = self._db(), [], time.time()
+        while True:
+            batch = [row[0] for row in db.execute(self._sql["gc_ids"], (now,)).fetchall()]
+            ids += batch
+            if len(batch) < GC_BATCH:
+                return ids
+
+    def scan(self, cursor: str | None, batch: int) -> Page:
+        """Keyset pagination through the primary key: ``sid > cursor ORDER BY sid``, one
+        index range read per batch however deep the walk is (no OFFSET)."""
+        now = time.time()
+        if cursor is None:
+            rows = self._db().execute(self._sql["scan_first"], (now, batch)).fetchall()
+        else:
+            rows = self._db().execute(self._sql["scan"], (cursor, now, batch)).fetchall()
+        page = [(row[0], Record(row[1], row[2], row[3])) for row in rows]
+        return Page(page, page[-1][0] if len(page) == batch else None)
 
     def close(self) -> None:
         """Close every thread's connection."""
