@@ -126,18 +126,16 @@ def _reusable(conn: Any, exc: BaseException) -> bool:
                       | pymysql.err.DataError | pymysql.err.NotSupportedError)
 
 
-def _binary(value: bytes) -> str:
-    return f"_binary X'{value.hex()}'"
+def _hex(value: bytes) -> str:
+    return f"X'{value.hex()}'"  # a binary string, as PyMySQL itself sends bytes
 
 
 # aiomysql 0.3.2 cannot escape bytes with PyMySQL >= 1.2.3 (it calls a helper PyMySQL
 # replaced by a placeholder string: aio-libs/aiomysql#1080), so parameters are rendered
-# here, for both drivers: bytes as a binary hex literal, numbers by PyMySQL's own
+# here, for both drivers, into the SQL text PyMySQL would send: numbers by its own
 # converters called directly (its generic dispatch costs more than the conversion), the
 # rest (strings, whose escaping depends on the server's SQL mode) by the connection.
-_LITERALS: dict[type, Callable[[Any], str]] = {
-    bytes: _binary, float: escape_float, int: escape_int,
-}
+_LITERALS: dict[type, Callable[[Any], str]] = {bytes: _hex, float: escape_float, int: escape_int}
 
 
 def _render(conn: Any, sql: str, params: Mapping[str, Any] | None) -> str:
