@@ -262,8 +262,10 @@ class Pool(Generic[C]):
     if the server closed it meanwhile; one the borrower discards (it failed in use) is
     closed, never reused.
 
-    Its methods return plans, run as the connector's mode says: a blocking pool serves
-    every thread, an asyncio pool the one event loop it is used in.
+    :meth:`acquire`, :meth:`release` and :meth:`close` return plans, run as the
+    connector's mode says: a blocking pool serves every thread, an asyncio pool the one
+    event loop it is used in. :meth:`try_acquire` and :meth:`try_release` are their
+    common case, done at once.
     """
 
     def __init__(self, connector: Connector[C], *, max_size: int, timeout: float) -> None:

@@ -209,9 +209,10 @@ class MySQLPool(BlockingPool[Any]):
 
     def __init__(self, dsn: str | MySQLParams, *, max_size: int = 10,
                  timeout: float = 5.0) -> None:
-        self.params = dsn if isinstance(dsn, MySQLParams) else parse_dsn(dsn)
-        super().__init__(_connector(self.params, asynchronous=False), max_size=max_size,
+        params = dsn if isinstance(dsn, MySQLParams) else parse_dsn(dsn)
+        super().__init__(_connector(params, asynchronous=False), max_size=max_size,
                          timeout=timeout)
+        self.params = params
 
 
 def _quote(parts: tuple[str, ...]) -> str:
