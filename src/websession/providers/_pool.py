@@ -1,12 +1,12 @@
 """Connection pools for the SQL providers, written once for blocking and asyncio drivers.
 
-Everything here is a plan (:mod:`websession._plans`) whose steps are calls,
-``(function, *args)``: :func:`run` makes each call, :func:`arun` makes it and awaits what
-it returns. A plan over a blocking driver (PyMySQL, psycopg) therefore runs with
-:func:`run`, from any thread, and the same plan over an asyncio driver (aiomysql,
-psycopg's async classes) with :func:`arun`, in one event loop. The only other thing that
-differs between the modes is how a borrower waits for a connection; :class:`Pool` picks
-that from its :class:`Connector`.
+Everything here is a plan (:mod:`websession._plans`) whose steps are calls to make:
+functions of no arguments (a bound method, or a :func:`functools.partial`). :func:`run`
+calls each, :func:`arun` calls it and awaits what it returns. A plan over a blocking
+driver (PyMySQL, psycopg) therefore runs with :func:`run`, from any thread, and the same
+plan over an asyncio driver (aiomysql, psycopg's async classes) with :func:`arun`, in one
+event loop. The only other thing that differs between the modes is how a borrower waits
+for a connection; :class:`Pool` picks that from its :class:`Connector`.
 
 The contract, for a driver module:
 
@@ -21,12 +21,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import operator
 import select
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from inspect import GEN_SUSPENDED, getgeneratorstate
 from typing import Any, Generic, Protocol, TypeVar
 
 from .._plans import Plan, adrive, drive
@@ -67,6 +70,37 @@ class PoolClosed(ConnectionError):
 # -- running plans of calls ----------------------------------------------------------------
 
 
+def run(plan: Plan[T]) -> T:
+    """Run a plan of calls, blocking: each step is called."""
+    try:
+        return drive(plan, operator.call)
+    except BaseException as exc:
+        if getgeneratorstate(plan) != GEN_SUSPENDED:
+            raise  # the plan itself raised: it is over
+        return drive(_recovering(plan, exc), _guarded_call)
+
+
+async def arun(plan: Plan[T]) -> T:
+    """Run a plan of calls in the running event loop, awaiting what each call returns."""
+    try:
+        return await adrive(plan, operator.call)
+    except BaseException as exc:  # cancellation too: the plan releases what it holds
+        if getgeneratorstate(plan) != GEN_SUSPENDED:
+            raise
+        return await adrive(_recovering(plan, exc), _guarded_acall)
+
+
+def call(function: Callable[..., Any], *args: Any) -> Plan[Any]:
+    """A plan of one call: ``function(*args)``, awaited when run by :func:`arun`."""
+    return (yield partial(function, *args))
+
+
+# A call that fails leaves its plan suspended at the step that made it. The plan then
+# continues as ordinary code would: the failure is raised inside it, there, so that it
+# gives back what it holds with try/except, and so is any failure of the calls it makes
+# while doing so. Failures are rare, so only then does this machinery come in.
+
+
 class _Raised:
     """A call's exception, carried back to its plan to be raised there."""
 
@@ -76,12 +110,9 @@ class _Raised:
         self.error = error
 
 
-def _throwing(plan: Plan[T]) -> Plan[T]:
-    # drive() sends each answer back; a failed call must instead be raised inside the
-    # plan, at the step that made it, so that a plan gives back what it holds with
-    # try/except as ordinary code does.
+def _recovering(plan: Plan[T], error: BaseException) -> Plan[T]:
     try:
-        step = next(plan)
+        step = plan.throw(error)
         while True:
             answer = yield step
             step = plan.throw(answer.error) if type(answer) is _Raised else plan.send(answer)
@@ -90,33 +121,18 @@ def _throwing(plan: Plan[T]) -> Plan[T]:
         return result
 
 
-def _call(step: tuple[Any, ...]) -> Any:
+def _guarded_call(step: Callable[[], Any]) -> Any:
     try:
-        return step[0](*step[1:])
-    except BaseException as exc:  # raised again inside the plan
+        return step()
+    except BaseException as exc:
         return _Raised(exc)
 
 
-async def _acall(step: tuple[Any, ...]) -> Any:
+async def _guarded_acall(step: Callable[[], Any]) -> Any:
     try:
-        return await step[0](*step[1:])
-    except BaseException as exc:  # cancellation too: the plan releases what it holds
+        return await step()
+    except BaseException as exc:
         return _Raised(exc)
-
-
-def run(plan: Plan[T]) -> T:
-    """Run a plan of calls, blocking: each step ``(function, *args)`` is called."""
-    return drive(_throwing(plan), _call)
-
-
-def arun(plan: Plan[T]) -> Coroutine[Any, Any, T]:
-    """Run a plan of calls in the running event loop, awaiting what each call returns."""
-    return adrive(_throwing(plan), _acall)
-
-
-def call(function: Callable[..., Any], *args: Any) -> Plan[Any]:
-    """A plan of one call: ``function(*args)``, awaited when run by :func:`arun`."""
-    return (yield (function, *args))
 
 
 # -- what a pool needs from a driver ----------------------------------------------------------
@@ -140,10 +156,22 @@ class Connector(Generic[C]):
 
 class Lender(Protocol[C]):
     """What a provider borrows connections through: its own :class:`Pool`, or an
-    :class:`AppPool` over the application's."""
+    :class:`AppPool` over the application's.
+
+    The ``try_`` methods are the common case done at once, without a plan: a borrower
+    calls them first and runs the plan only when they decline.
+    """
+
+    def try_acquire(self) -> C | None:
+        """A connection at once, or ``None``: then run :meth:`acquire`."""
+        ...
 
     def acquire(self) -> Plan[C]:
         """Borrow a connection (a plan); give it back with :meth:`release`."""
+        ...
+
+    def try_release(self, conn: C) -> bool:
+        """Give a healthy connection back at once; ``False``: run :meth:`release`."""
         ...
 
     def release(self, conn: C, *, discard: bool = False) -> Plan[None]:
@@ -234,8 +262,10 @@ class Pool(Generic[C]):
     if the server closed it meanwhile; one the borrower discards (it failed in use) is
     closed, never reused.
 
-    Its methods return plans, run as the connector's mode says: a blocking pool serves
-    every thread, an asyncio pool the one event loop it is used in.
+    :meth:`acquire`, :meth:`release` and :meth:`close` return plans, run as the
+    connector's mode says: a blocking pool serves every thread, an asyncio pool the one
+    event loop it is used in. :meth:`try_acquire` and :meth:`try_release` are their
+    common case, done at once.
     """
 
     def __init__(self, connector: Connector[C], *, max_size: int, timeout: float) -> None:
@@ -255,11 +285,25 @@ class Pool(Generic[C]):
         """Whether :meth:`close` was called."""
         return self._closed
 
+    def try_acquire(self) -> C | None:
+        """The connection given back last, if that was moments ago; else ``None``."""
+        # Without the lock: list.pop is atomic, and a connection popped is ours (its slot
+        # was counted when it was opened).
+        try:
+            entry = self._idle.pop()
+        except IndexError:
+            return None
+        if time.monotonic() - entry[1] < CHECK_IDLE_AFTER:
+            return entry[0]
+        self._idle.append(entry)  # acquire() checks it
+        return None
+
     def acquire(self) -> Plan[C]:
         """Borrow a connection (a plan); give it back with :meth:`release`."""
+        conn = self.try_acquire()
+        if conn is not None:
+            return conn
         try:
-            # The common case without the lock: list.pop is atomic, and a connection
-            # popped is ours (its slot was counted when it was opened).
             entry: tuple[C, float] | None = self._idle.pop()
         except IndexError:
             entry = yield from self._wait_for_slot()
@@ -308,7 +352,7 @@ class Pool(Generic[C]):
                     self._waiters.pop()
                     return self._idle.pop()
             try:
-                woken = yield (self._waiting.wait, waiter, remaining)
+                woken = yield partial(self._waiting.wait, waiter, remaining)
             except BaseException:
                 self._leave(waiter)
                 raise
@@ -317,20 +361,30 @@ class Pool(Generic[C]):
                 raise PoolTimeout(f"all {self.max_size} connections stayed in use "
                                   f"for {self.timeout:g} s")
 
+    def try_release(self, conn: C) -> bool:
+        """Give a connection back to the idle ones; ``False`` if the pool is closed."""
+        if self._closed:
+            return False
+        entry = (conn, time.monotonic())
+        self._idle.append(entry)  # atomic; waiters are woken under the lock
+        if self._waiters or self._closed:
+            with self._lock:
+                if self._closed:  # closed since the check above: it is not idle after all
+                    try:
+                        self._idle.remove(entry)
+                    except ValueError:  # drained, hence closed, already
+                        return True
+                    return False
+                self._wake_one()
+        return True
+
     def release(self, conn: C, *, discard: bool = False) -> Plan[None]:
         """Give a connection back (a plan); ``discard`` closes it (it failed in use)."""
-        if discard or self._closed:
+        if discard or not self.try_release(conn):
             try:
                 yield from self._close(conn)
             finally:
                 self._free_slot()
-            return
-        self._idle.append((conn, time.monotonic()))  # atomic; waiters are woken under the lock
-        if self._waiters:
-            with self._lock:
-                self._wake_one()
-        if self._closed:  # closed between the check above and the append
-            yield from self._drain()
 
     def close(self) -> Plan[None]:
         """Close idle connections now, and borrowed ones as they come back (a plan)."""
@@ -418,6 +472,14 @@ class AppPool(Generic[C]):
         self._connector = connector
         self._put = put
         self._tries = tries
+
+    def try_acquire(self) -> None:
+        """Always ``None``: taking from the application's pool is a plan."""
+        return None
+
+    def try_release(self, conn: C) -> bool:
+        """Always ``False``: handing back to the application's pool is a plan."""
+        return False
 
     def acquire(self) -> Plan[C]:
         """Take a live connection from the application's pool (a plan)."""

@@ -54,6 +54,9 @@ NOTHING, ROW, AFFECTED, CREATED = range(4)
 #: and what the plan wants back.
 Step = tuple[str, Mapping[str, Any] | None, int]
 
+#: One of :class:`SQLProvider`'s plans: ``plan(provider, conn, *args, **kwargs)``.
+_PlanOn = Callable[..., Plan[T]]
+
 DEFAULT_TABLE = "websession_sessions"
 # Short enough that "<table>_expires_at" fits the 64-byte identifier limit of both servers.
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
@@ -116,10 +119,10 @@ def _primitive(
     name = plan.__name__.lstrip("_")
 
     def blocking(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self._run(lambda conn: plan(self, conn, *args, **kwargs))
+        return self._run(plan, args, kwargs)
 
     def awaitable(self: S, /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
-        return self._arun(lambda conn: plan(self, conn, *args, **kwargs))
+        return self._arun(plan, args, kwargs)
 
     blocking.__name__ = blocking.__qualname__ = name
     blocking.__doc__ = plan.__doc__
@@ -284,32 +287,37 @@ class SQLProvider(BaseProvider):
 
     # -- borrowing connections ----------------------------------------------------------
 
-    def _run(self, work: Callable[[Any], Plan[T]]) -> T:
-        """Run ``work(conn)`` on a borrowed connection, blocking."""
-        return run(self._borrowing(self._sync_lender(), self._setup_lock, work))
+    def _run(self, plan: _PlanOn[T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        """Run ``plan`` on a borrowed connection, blocking."""
+        return run(self._borrowing(self._sync_lender(), self._setup_lock, plan, args, kwargs))
 
-    async def _arun(self, work: Callable[[Any], Plan[T]]) -> T:
-        """Run ``work(conn)`` on a borrowed connection of the running loop's pool."""
-        return await arun(
-            self._borrowing(self._async_lender(), self._async_setup_locks.get(), work))
+    async def _arun(self, plan: _PlanOn[T], args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> T:
+        """Run ``plan`` on a borrowed connection of the running loop's pool."""
+        return await arun(self._borrowing(
+            self._async_lender(), self._async_setup_locks.get(), plan, args, kwargs))
 
-    def _borrowing(self, lender: Lender[Any], setup_lock: Any,
-                   work: Callable[[Any], Plan[T]]) -> Plan[T]:
-        """``work`` on a connection from ``lender``, given back (discarded if it failed
-        mid-statement) whatever happens; the table is created first if need be."""
-        conn = yield from lender.acquire()
+    def _borrowing(self, lender: Lender[Any], setup_lock: Any, plan: _PlanOn[T],
+                   args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan[T]:
+        """``plan(self, conn, *args, **kwargs)`` on a connection from ``lender``, given back
+        (discarded if it failed mid-statement) whatever happens; the table is created first
+        if need be."""
+        conn = lender.try_acquire()
+        if conn is None:
+            conn = yield from lender.acquire()
         try:
             if not self._ready:
                 yield from self._set_up(conn, setup_lock)
-            result = yield from work(conn)
+            result = yield from plan(self, conn, *args, **kwargs)
         except BaseException as exc:
             yield from lender.release(conn, discard=not self._reusable(conn, exc))
             raise
-        yield from lender.release(conn)
+        if not lender.try_release(conn):
+            yield from lender.release(conn)
         return result
 
     def _set_up(self, conn: Any, lock: Any) -> Plan[None]:
-        yield (lock.acquire,)  # concurrent first calls create the table once
+        yield lock.acquire  # concurrent first calls create the table once
         try:
             if not self._ready:
                 yield from self._setup(conn)

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -73,6 +73,10 @@ from ._sql import AFFECTED, CREATED, ROW, SQLProvider, Statements, Step
 
 try:
     import pymysql  # type: ignore[import-untyped, unused-ignore]
+    from pymysql.converters import (  # type: ignore[import-untyped, unused-ignore]
+        escape_float,
+        escape_int,
+    )
 except ImportError:  # pragma: no cover - exercised by the missing-driver test
     raise MissingDependencyError("mysql", "mysql", "pymysql") from None
 
@@ -122,27 +126,37 @@ def _reusable(conn: Any, exc: BaseException) -> bool:
                       | pymysql.err.DataError | pymysql.err.NotSupportedError)
 
 
+def _hex(value: bytes) -> str:
+    return f"X'{value.hex()}'"  # a binary string, as PyMySQL itself sends bytes
+
+
+# aiomysql 0.3.2 cannot escape bytes with PyMySQL >= 1.2.3 (it calls a helper PyMySQL
+# replaced by a placeholder string: aio-libs/aiomysql#1080), so parameters are rendered
+# here, for both drivers, into the SQL text PyMySQL would send: numbers by its own
+# converters called directly (its generic dispatch costs more than the conversion), the
+# rest (strings, whose escaping depends on the server's SQL mode) by the connection.
+_LITERALS: dict[type, Callable[[Any], str]] = {bytes: _hex, float: escape_float, int: escape_int}
+
+
 def _render(conn: Any, sql: str, params: Mapping[str, Any] | None) -> str:
-    # aiomysql 0.3.2 cannot escape bytes with PyMySQL >= 1.2.3 (it calls a helper PyMySQL
-    # replaced by a placeholder string: aio-libs/aiomysql#1080), so parameters are
-    # rendered here for both drivers, bytes as a binary hex literal.
     if params is None:
         return sql
-    return sql % {
-        name: f"_binary X'{value.hex()}'" if type(value) is bytes else conn.escape(value)
-        for name, value in params.items()
-    }
+    literals = {}
+    for name, value in params.items():
+        literal = _LITERALS.get(type(value))
+        literals[name] = conn.escape(value) if literal is None else literal(value)
+    return sql % literals
 
 
 def _statement(conn: Any, step: Step) -> Plan[Any]:
     """Run one statement on a PyMySQL or an aiomysql connection (a plan of calls)."""
     sql, params, fetch = step
-    cursor = yield (conn.cursor,)
+    cursor = yield conn.cursor
     query = _render(conn, sql, params)
     attempt = 1
     while True:
         try:
-            yield (cursor.execute, query)
+            yield partial(cursor.execute, query)
             break
         except pymysql.err.OperationalError as exc:
             # A deadlock victim: InnoDB rolled the statement back whole, so running it
@@ -151,9 +165,9 @@ def _statement(conn: Any, step: Step) -> Plan[Any]:
                 raise
             attempt += 1
     if not conn.get_autocommit():  # an application's pool may not autocommit
-        yield (conn.commit,)
+        yield conn.commit
     if fetch == ROW:
-        return (yield (cursor.fetchone,))
+        return (yield cursor.fetchone)
     if fetch == AFFECTED:
         return cursor.rowcount
     if fetch == CREATED:  # see the module docstring: LAST_INSERT_ID(1) means "kept"
@@ -195,9 +209,10 @@ class MySQLPool(BlockingPool[Any]):
 
     def __init__(self, dsn: str | MySQLParams, *, max_size: int = 10,
                  timeout: float = 5.0) -> None:
-        self.params = dsn if isinstance(dsn, MySQLParams) else parse_dsn(dsn)
-        super().__init__(_connector(self.params, asynchronous=False), max_size=max_size,
+        params = dsn if isinstance(dsn, MySQLParams) else parse_dsn(dsn)
+        super().__init__(_connector(params, asynchronous=False), max_size=max_size,
                          timeout=timeout)
+        self.params = params
 
 
 def _quote(parts: tuple[str, ...]) -> str:

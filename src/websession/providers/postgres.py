@@ -98,15 +98,15 @@ def _reusable(link: _Link, exc: BaseException) -> bool:
 
 def _lend(take: Any) -> Plan[_Link]:
     """A connection from ``take`` (connect, or an application pool's getconn)."""
-    return _Link((yield (take,)))
+    return _Link((yield take))
 
 
 def _close(link: _Link) -> Plan[None]:
-    yield (link.conn.close,)
+    yield link.conn.close
 
 
 def _give_back(putconn: Any, link: _Link) -> Plan[None]:
-    yield (putconn, link.conn)
+    yield partial(putconn, link.conn)
 
 
 def _connector(take: Any, *, asynchronous: bool) -> Connector[_Link]:
@@ -117,11 +117,11 @@ def _statement(link: _Link, step: Step) -> Plan[Any]:
     """Run one statement on a psycopg connection (a plan of calls)."""
     sql, params, fetch = step
     conn, cursor = link.conn, link.cursor
-    yield (cursor.execute, sql, params)
+    yield partial(cursor.execute, sql, params)
     if not conn.autocommit:  # an application's pool may not autocommit
-        yield (conn.commit,)
+        yield conn.commit
     if fetch == ROW:
-        return (yield (cursor.fetchone,))
+        return (yield cursor.fetchone)
     if fetch == AFFECTED:
         return cursor.rowcount
     if fetch == CREATED:  # ON CONFLICT ... WHERE: no row when a live one was kept
