@@ -29,6 +29,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from tests.redis_servers import HOST, RedisServer, free_port, require_redis_binaries
+from tests.servers import unavailable
 from tests.test_demo import FlakyStore
 from tests.test_middleware import call_wsgi, cookie_of
 
@@ -721,8 +722,8 @@ def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mount_point.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs",
                            str(mount_point)], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not allowed here ({done.stderr.strip()}): the "
+    if done.returncode != 0:  # fails under CI=true: CI must never pass by skipping
+        unavailable(f"mounting a tmpfs is not allowed here ({done.stderr.strip()}): the "
                     "full-disk test needs a real full disk, and simulates nothing")
     try:
         yield mount_point
