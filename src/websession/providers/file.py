@@ -100,6 +100,8 @@ _SLOT_HEADER = struct.Struct(">QQqII")
 #: Slots and the file header start on sector boundaries, so writing one never rewrites a
 #: sector holding another.
 _ALIGN = 512
+#: A file more than twice the size its two slots need, and bigger than this, is cut back.
+_SHRINK_ABOVE = 65_536
 _LOCK = ".lock"
 _TMP = ".tmp-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -377,7 +379,7 @@ class FileProvider(BaseProvider):
             finally:
                 os.close(fd)
 
-    def _write_slot(self, fd: int, parsed: _Parsed, record: Record) -> None:
+    def _write_slot(self, fd: int, parsed: _Parsed, record: Record, file_size: int) -> None:
         """Write ``record`` into the slot the newest valid one is not (under the lock)."""
         newest = parsed.newest
         if newest is None:  # a fresh file
@@ -387,16 +389,23 @@ class FileProvider(BaseProvider):
         else:
             index = 1 - newest.slot
             size = _SLOT_HEADER.size + len(record.payload)
-            offset = parsed.offsets[index]
-            if (offset < _ALIGN or offset % _ALIGN  # none yet, or an offset torn by a crash
-                    or (offset < newest.end and newest.start < offset + size)):
-                # It would overlap the newer slot: the front, if there is room, else past
-                # the newer slot's end.
-                offset = _ALIGN if _ALIGN + size <= newest.start else _aligned(newest.end)
+            # The lowest place that overlaps nothing of the newer slot: the front, the
+            # slot's own place, or just past the newer slot. Lowest keeps the file compact.
+            places = [_aligned(newest.end)]
+            if _ALIGN + size <= newest.start:
+                places.append(_ALIGN)
+            current = parsed.offsets[index]
+            if (current >= _ALIGN and not current % _ALIGN  # not one torn by a crash
+                    and not (current < newest.end and newest.start < current + size)):
+                places.append(current)
+            offset = min(places)
             _pwrite_all(fd, _pack_slot(newest.seq + 1, record, offset), offset)
-            if offset != parsed.offsets[index]:
+            if offset != current:
                 # Only now: until this lands the old offset names the older slot.
                 _pwrite_all(fd, _POINTER.pack(offset), 8 + _POINTER.size * index)
+            end = max(newest.end, offset + size)
+            if file_size > max(2 * end, _SHRINK_ABOVE):
+                os.ftruncate(fd, end)  # what a record that shrank left behind
         deadline = _ns(record.expires_at)
         os.utime(fd, ns=(deadline, deadline))
         if self.fsync:
@@ -409,7 +418,7 @@ class FileProvider(BaseProvider):
         fd = os.open(tmp, _TMP_FLAGS, 0o600, dir_fd=dir_fd)
         try:
             try:
-                self._write_slot(fd, _Parsed((0, 0), None, None), record)
+                self._write_slot(fd, _Parsed((0, 0), None, None), record, 0)
             finally:
                 os.close(fd)
             os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -446,7 +455,7 @@ class FileProvider(BaseProvider):
                     if self._decide(fd, info, parsed, _ns(time.time()), True) is not None:
                         return False
                     os.ftruncate(fd, 0)  # a dead record: nothing of it may stand
-                self._write_slot(fd, _Parsed((0, 0), None, None), record)
+                self._write_slot(fd, _Parsed((0, 0), None, None), record, 0)
                 return True
             finally:
                 os.close(fd)
@@ -469,7 +478,7 @@ class FileProvider(BaseProvider):
                 if parsed.legacy is not None:
                     self._migrate(shard.fd, sid, record)
                 else:
-                    self._write_slot(fd, parsed, record)
+                    self._write_slot(fd, parsed, record, info.st_size)
                 return True
             finally:
                 os.close(fd)
