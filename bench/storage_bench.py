@@ -194,6 +194,14 @@ def _report(suite: str, ours: Result, peer: Result, goal: float | None) -> bool:
     return met
 
 
+def _compare(collector: Collector, key: str, title: str, ours: Result, peer: Result,
+             goal: float | None, notes: str) -> bool:
+    """Print one comparison and record it as scenario ``key``; whether it met ``goal``."""
+    met = _report(key.replace("-", " "), ours, peer, goal)
+    collector.throughput(key, title, ours, [(peer, goal)], notes=notes)
+    return met
+
+
 def _filesystem(path: str) -> str:
     """The type of the filesystem that holds ``path`` (from /proc/mounts; "?" elsewhere)."""
     path = os.path.realpath(path)
@@ -227,6 +235,10 @@ def _synced(timer: Timer) -> Timer:
     return run
 
 
+def _profile_wsgi(peer: wsgi.WSGIPeer, requests: int, what: str) -> None:
+    profile_run(partial(wsgi.run_wsgi, peer, requests), f"{what}, {requests:,} requests")
+
+
 def _wsgi_measure(
     peers: Sequence[wsgi.WSGIPeer], settings: Settings, *, sync: bool = False
 ) -> list[Result]:
@@ -252,25 +264,20 @@ def file_suite(directory: Path, sizes: Sizes, *, profile: bool, collector: Colle
     )
     try:
         ours, beaker = _wsgi_measure(peers[:2], settings, sync=True)
-        met = _report("file", ours, beaker, FILE_GOAL)
         filesystem = _filesystem(str(directory))
-        collector.throughput(
-            "file", f"File store, WSGI ({filesystem})", ours, [(beaker, FILE_GOAL)],
+        met = _compare(
+            collector, "file", f"File store, WSGI ({filesystem})", ours, beaker, FILE_GOAL,
             notes="websession with fsync off, as Beaker never fsyncs; os.sync() before "
                   "each round, untimed")
         # Separately: its fsyncs force journal commits that would slow the peers' rounds.
         fsync_settings = dataclasses.replace(settings, rounds=min(5, settings.rounds))
         fsynced, beaker = _wsgi_measure(peers[1:][::-1], fsync_settings, sync=True)
-        _report("file fsync", fsynced, beaker, None)
-        collector.throughput(
-            "file-fsync", f"File store with fsync on (websession's default), WSGI "
-            f"({filesystem})", fsynced, [(beaker, None)],
+        _compare(
+            collector, "file-fsync", f"File store with fsync on (websession's default), "
+            f"WSGI ({filesystem})", fsynced, beaker, None,
             notes="for information: Beaker never fsyncs, so this is not like for like")
         if profile:
-            profile_run(
-                partial(wsgi.run_wsgi, peers[0], settings.requests),
-                f"file websession (fsync off), {settings.requests:,} requests",
-            )
+            _profile_wsgi(peers[0], settings.requests, "file websession (fsync off)")
     finally:
         for p in peers:
             p.close()
@@ -311,16 +318,12 @@ def memcached_suite(address: str, sizes: Sizes, *, profile: bool,
     )
     try:
         ours, beaker = _wsgi_measure(peers, settings)
-        met = _report("memcached", ours, beaker, MEMCACHED_GOAL)
-        collector.throughput(
-            "memcached", "memcached store, WSGI", ours, [(beaker, MEMCACHED_GOAL)],
+        met = _compare(
+            collector, "memcached", "memcached store, WSGI", ours, beaker, MEMCACHED_GOAL,
             notes="websession: pymemcache, gets + cas; Beaker: ext:memcached, "
                   "python-memcached, get + set")
         if profile:
-            profile_run(
-                partial(wsgi.run_wsgi, peers[0], settings.requests),
-                f"memcached websession, {settings.requests:,} requests",
-            )
+            _profile_wsgi(peers[0], settings.requests, "memcached websession")
     finally:
         for p in peers:
             p.close()
@@ -346,10 +349,7 @@ def cookie_wsgi_suite(sizes: Sizes, *, profile: bool, collector: Collector) -> b
             [(others[0], COOKIE_GOAL), *((other, None) for other in others[1:])],
             notes=f"websession: AES-256-GCM sealed; beaker: {setup}")
         if profile:
-            profile_run(
-                partial(wsgi.run_wsgi, peers[0], settings.requests),
-                f"cookie wsgi websession, {settings.requests:,} requests",
-            )
+            _profile_wsgi(peers[0], settings.requests, "cookie wsgi websession")
     finally:
         for p in peers:
             p.close()
@@ -377,9 +377,8 @@ def cookie_asgi_suite(sizes: Sizes, *, profile: bool, collector: Collector) -> b
         ]
         try:
             ours, peer = measure([(p.name, timer(p)) for p in peers], settings)
-            met = _report("cookie asgi", ours, peer, COOKIE_GOAL)
-            collector.throughput(
-                "cookie-asgi", "Cookie sessions, ASGI", ours, [(peer, COOKIE_GOAL)],
+            met = _compare(
+                collector, "cookie-asgi", "Cookie sessions, ASGI", ours, peer, COOKIE_GOAL,
                 notes="websession: AES-256-GCM sealed; Starlette: signed (itsdangerous), "
                       "not encrypted")
             if profile:
@@ -412,10 +411,7 @@ def sqlite_suite(directory: Path, sizes: Sizes, *, profile: bool,
         collector.alone("sqlite", "SQLite store, WSGI", result,
                         notes="WAL, synchronous=NORMAL; no peer ships an SQLite store")
         if profile:
-            profile_run(
-                partial(wsgi.run_wsgi, peer, settings.requests),
-                f"sqlite websession, {settings.requests:,} requests",
-            )
+            _profile_wsgi(peer, settings.requests, "sqlite websession")
     finally:
         peer.close()
 

@@ -303,16 +303,24 @@ def overwrite(path: Path, data: bytes) -> None:
         f.truncate(len(data))
 
 
-def test_writes_rewrite_the_file_in_place_and_never_rename(tmp_path: Path) -> None:
-    root = tmp_path / "s"
-    provider = FileProvider(root, fsync=False)
+@pytest.fixture
+def slot_file(tmp_path: Path) -> tuple[FileProvider, str, Path]:
+    """A provider, a session ID, and where that session's file goes."""
     sid = "ab" * 16
-    path = root / sid[-2:] / sid
+    return FileProvider(tmp_path / "s", fsync=False), sid, tmp_path / "s" / sid[-2:] / sid
+
+
+def test_writes_rewrite_the_file_in_place_and_never_rename(
+    slot_file: tuple[FileProvider, str, Path],
+) -> None:
+    provider, sid, path = slot_file
     assert provider.create(sid, Record(b"v1", time.time() + 60, 1))
     inode = path.stat().st_ino
     names = set(os.listdir(path.parent))
+    sizes = random.Random(7)
     for version in range(2, 40):
-        payload = bytes([version]) * random.choice([5, 700, 5_000, 70_000])
+        payload = bytes([version]) * (70_000 if version == 39 else
+                                      sizes.choice([5, 700, 5_000, 70_000]))
         assert provider.update(sid, Record(payload, time.time() + 60, version), version - 1)
         assert path.stat().st_ino == inode  # the same file: nothing renamed over it
         assert set(os.listdir(path.parent)) == names  # no temporary file either
@@ -353,12 +361,9 @@ def _torn_states(before: bytes, after: bytes) -> Iterator[bytes]:
     (5_000, 40),  # shrinks: back to the front
 ])
 def test_a_torn_write_leaves_the_previous_record(
-    tmp_path: Path, old_size: int, new_size: int
+    slot_file: tuple[FileProvider, str, Path], old_size: int, new_size: int
 ) -> None:
-    root = tmp_path / "s"
-    provider = FileProvider(root, fsync=False)
-    sid = "ab" * 16
-    path = root / sid[-2:] / sid
+    provider, sid, path = slot_file
     deadline = time.time() + 600
     provider.create(sid, Record(b"a" * 1_000, deadline, 1))
     provider.update(sid, Record(b"b" * old_size, deadline, 2), 1)
@@ -380,11 +385,10 @@ def test_a_torn_write_leaves_the_previous_record(
     assert outcomes == {2, 3}
 
 
-def test_a_scribbled_or_truncated_slot_falls_back_to_the_other(tmp_path: Path) -> None:
-    root = tmp_path / "s"
-    provider = FileProvider(root, fsync=False)
-    sid = "ab" * 16
-    path = root / sid[-2:] / sid
+def test_a_scribbled_or_truncated_slot_falls_back_to_the_other(
+    slot_file: tuple[FileProvider, str, Path],
+) -> None:
+    provider, sid, path = slot_file
     later = time.time() + 600
     provider.create(sid, Record(b"first" * 100, later, 1))
     provider.update(sid, Record(b"second" * 100, later, 2), 1)

@@ -148,14 +148,27 @@ class _Parsed(NamedTuple):
     legacy: tuple[int, bytes] | None  # (version, payload)
 
 
+#: A file with nothing in it yet.
+_FRESH = _Parsed((0, 0), None, None)
+
+
+class _Opened(NamedTuple):
+    """A session file open under :meth:`FileProvider._opened`."""
+
+    fd: int
+    info: os.stat_result
+    parsed: _Parsed
+    record: Record | None  # the live record it holds
+
+
 def _parse(data: bytes) -> _Parsed:
     """Parse a session file's bytes (any prefix of them: what is cut off is not valid)."""
     if data[:8] != _MAGIC:
         if len(data) < _VERSION.size:
-            return _Parsed((0, 0), None, None)
+            return _FRESH
         return _Parsed((0, 0), None, (_VERSION.unpack_from(data)[0], data[_VERSION.size :]))
     if len(data) < _FILE_HEADER.size:
-        return _Parsed((0, 0), None, None)
+        return _FRESH
     _, first, second = _FILE_HEADER.unpack_from(data)
     candidates = []
     for index, offset in ((0, first), (1, second)):
@@ -355,29 +368,33 @@ class FileProvider(BaseProvider):
             return None
         return Record(newest.payload, deadline / 1e9, newest.version)
 
-    def _load(self, shard: _Shard, name: str, now: float) -> Record | None:
-        """The live record in ``name``: lock-free, or under the lock if that cannot tell."""
-        now_ns = _ns(now)
-        opened = self._open(shard.fd, name, _READ_FLAGS)
+    @contextlib.contextmanager
+    def _opened(self, dir_fd: int, name: str, flags: int, *,
+                locked: bool) -> Iterator[_Opened | None]:
+        """The session file ``name`` open, parsed and decided (see :meth:`_decide`), until
+        the block ends; ``None`` if absent or not a regular file."""
+        opened = self._open(dir_fd, name, flags)
         if opened is None:
-            return None
+            yield None
+            return
         fd, info = opened
         try:
-            return self._decide(fd, info, _parse(self._contents(fd, info)), now_ns, False)
-        except _Retry:
-            pass
+            parsed = _parse(self._contents(fd, info))
+            yield _Opened(fd, info, parsed,
+                          self._decide(fd, info, parsed, _ns(time.time()), locked))
         finally:
             os.close(fd)
-        with shard.locked(self.timeout):
-            opened = self._open(shard.fd, name, _READ_FLAGS)
-            if opened is None:
-                return None
-            fd, info = opened
-            try:
-                return self._decide(fd, info, _parse(self._contents(fd, info)),
-                                    _ns(time.time()), True)
-            finally:
-                os.close(fd)
+
+    def _load(self, shard: _Shard, name: str) -> Record | None:
+        """The live record in ``name``: lock-free, or under the lock if that cannot tell."""
+        try:
+            with self._opened(shard.fd, name, _READ_FLAGS, locked=False) as found:
+                return None if found is None else found.record
+        except _Retry:
+            pass
+        with shard.locked(self.timeout), \
+                self._opened(shard.fd, name, _READ_FLAGS, locked=True) as found:
+            return None if found is None else found.record
 
     def _write_slot(self, fd: int, parsed: _Parsed, record: Record, file_size: int) -> None:
         """Write ``record`` into the slot the newest valid one is not (under the lock)."""
@@ -418,7 +435,7 @@ class FileProvider(BaseProvider):
         fd = os.open(tmp, _TMP_FLAGS, 0o600, dir_fd=dir_fd)
         try:
             try:
-                self._write_slot(fd, _Parsed((0, 0), None, None), record, 0)
+                self._write_slot(fd, _FRESH, record, 0)
             finally:
                 os.close(fd)
             os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -434,78 +451,55 @@ class FileProvider(BaseProvider):
     def read(self, sid: str) -> Record | None:
         """Read the session file; no lock unless a concurrent write leaves it undecided."""
         shard = self._shard(self._shard_of(sid), create=False)
-        return None if shard is None else self._load(shard, sid, time.time())
+        return None if shard is None else self._load(shard, sid)
 
     def create(self, sid: str, record: Record) -> bool:
         """Write a new session file unless a live one exists."""
         shard = self._shard(self._shard_of(sid), create=True)
         assert shard is not None
         with shard.locked(self.timeout):
-            opened = self._open(shard.fd, sid, _RDWR_FLAGS | os.O_CREAT)
-            if opened is None:  # something else is in the way: replace it
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(sid, dir_fd=shard.fd)
-                opened = self._open(shard.fd, sid, _RDWR_FLAGS | os.O_CREAT | os.O_EXCL)
-                if opened is None:
-                    raise FileExistsError(errno.EEXIST, "session file appeared", sid)
-            fd, info = opened
-            try:
-                if info.st_size:
-                    parsed = _parse(self._contents(fd, info))
-                    if self._decide(fd, info, parsed, _ns(time.time()), True) is not None:
+            for flags in (_RDWR_FLAGS | os.O_CREAT, _RDWR_FLAGS | os.O_CREAT | os.O_EXCL):
+                with self._opened(shard.fd, sid, flags, locked=True) as found:
+                    if found is None:  # something else is in the way: replace it
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(sid, dir_fd=shard.fd)
+                        continue
+                    if found.record is not None:
                         return False
-                    os.ftruncate(fd, 0)  # a dead record: nothing of it may stand
-                self._write_slot(fd, _Parsed((0, 0), None, None), record, 0)
-                return True
-            finally:
-                os.close(fd)
+                    if found.info.st_size:
+                        os.ftruncate(found.fd, 0)  # a dead record: nothing of it may stand
+                    self._write_slot(found.fd, _FRESH, record, 0)
+                    return True
+            raise FileExistsError(errno.EEXIST, "a session file keeps reappearing", sid)
 
     def update(self, sid: str, record: Record, expected_version: int) -> bool:
         """Rewrite the live session file's older slot if it is at ``expected_version``."""
         shard = self._shard(self._shard_of(sid), create=False)
         if shard is None:
             return False
-        with shard.locked(self.timeout):
-            opened = self._open(shard.fd, sid, _RDWR_FLAGS)
-            if opened is None:
+        with shard.locked(self.timeout), \
+                self._opened(shard.fd, sid, _RDWR_FLAGS, locked=True) as found:
+            if found is None or found.record is None or \
+                    found.record.version != expected_version:
                 return False
-            fd, info = opened
-            try:
-                parsed = _parse(self._contents(fd, info))
-                current = self._decide(fd, info, parsed, _ns(time.time()), True)
-                if current is None or current.version != expected_version:
-                    return False
-                if parsed.legacy is not None:
-                    self._migrate(shard.fd, sid, record)
-                else:
-                    self._write_slot(fd, parsed, record, info.st_size)
-                return True
-            finally:
-                os.close(fd)
+            if found.parsed.legacy is not None:
+                self._migrate(shard.fd, sid, record)
+            else:
+                self._write_slot(found.fd, found.parsed, record, found.info.st_size)
+            return True
 
     def touch(self, sid: str, expires_at: float) -> bool:
         """Move the deadline (the file's mtime) of a live session."""
         shard = self._shard(self._shard_of(sid), create=False)
         if shard is None:
             return False
-        with shard.locked(self.timeout):
-            opened = self._open(shard.fd, sid, _READ_FLAGS)
-            if opened is None:
+        with shard.locked(self.timeout), \
+                self._opened(shard.fd, sid, _READ_FLAGS, locked=True) as found:
+            if found is None or found.record is None:
                 return False
-            fd, info = opened
-            try:
-                now_ns = _ns(time.time())
-                if _unsettled(info):  # the deadline is in the newest slot: read it
-                    parsed = _parse(self._contents(fd, info))
-                    if self._decide(fd, info, parsed, now_ns, True) is None:
-                        return False
-                elif info.st_mtime_ns <= now_ns:
-                    return False
-                deadline = _ns(expires_at)
-                os.utime(fd, ns=(deadline, deadline))
-                return True
-            finally:
-                os.close(fd)
+            deadline = _ns(expires_at)
+            os.utime(found.fd, ns=(deadline, deadline))
+            return True
 
     def delete(self, sid: str) -> None:
         """Remove the session file."""
@@ -524,7 +518,6 @@ class FileProvider(BaseProvider):
         """The shard walk as keyset pagination: subdirectories in name order, session files
         in ID order within each; the cursor is the last ID returned (its subdirectory is
         its last two characters). Each batch lists one subdirectory at a time."""
-        now = time.time()
         shards = sorted(self._shards())
         after = cursor
         start = self._shard_of(cursor) if cursor is not None else ""
@@ -542,7 +535,7 @@ class FileProvider(BaseProvider):
                                                  or entry.name > after)
                 )
             for position, sid in enumerate(names):
-                record = self._load(shard, sid, now)
+                record = self._load(shard, sid)
                 if record is not None:
                     page.append((sid, record))
                 if len(page) == batch:
@@ -620,16 +613,9 @@ class FileProvider(BaseProvider):
             return False
         if _unsettled(info) and not name.startswith(_TMP):
             # Only here does GC read a file: its deadline is in its newest slot.
-            opened = self._open(shard.fd, name, _READ_FLAGS)
-            if opened is None:
-                return False
-            fd, info = opened
-            try:
-                if self._decide(fd, info, _parse(self._contents(fd, info)), now_ns,
-                                True) is not None:
+            with self._opened(shard.fd, name, _READ_FLAGS, locked=True) as found:
+                if found is None or found.record is not None:
                     return False  # live: its mtime now holds its deadline
-            finally:
-                os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name, dir_fd=shard.fd)
         return not name.startswith(_TMP)
