@@ -458,19 +458,25 @@ class FileProvider(BaseProvider):
         shard = self._shard(self._shard_of(sid), create=True)
         assert shard is not None
         with shard.locked(self.timeout):
-            for flags in (_RDWR_FLAGS | os.O_CREAT, _RDWR_FLAGS | os.O_CREAT | os.O_EXCL):
-                with self._opened(shard.fd, sid, flags, locked=True) as found:
-                    if found is None:  # something else is in the way: replace it
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(sid, dir_fd=shard.fd)
-                        continue
+            with self._opened(shard.fd, sid, _RDWR_FLAGS, locked=True) as found:
+                if found is not None:
                     if found.record is not None:
                         return False
                     if found.info.st_size:
                         os.ftruncate(found.fd, 0)  # a dead record: nothing of it may stand
                     self._write_slot(found.fd, _FRESH, record, 0)
                     return True
-            raise FileExistsError(errno.EEXIST, "a session file keeps reappearing", sid)
+            # Absent, or something other than a regular file in the way: replace it.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(sid, dir_fd=shard.fd)
+            flags = _RDWR_FLAGS | os.O_CREAT | os.O_EXCL
+            with self._opened(shard.fd, sid, flags, locked=True) as found:
+                if found is None:
+                    raise FileNotFoundError(errno.ENOENT, "the session directory went", sid)
+                self._write_slot(found.fd, _FRESH, record, 0)
+            if self.fsync:
+                os.fsync(shard.fd)  # make the new directory entry durable too
+            return True
 
     def update(self, sid: str, record: Record, expected_version: int) -> bool:
         """Rewrite the live session file's older slot if it is at ``expected_version``."""
