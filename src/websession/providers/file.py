@@ -33,10 +33,13 @@ Safety:
   for it is bounded by ``timeout`` (default 5 s): past it,
   :class:`~websession.StoreUnavailableError`. GC takes it in short batches, so a large
   sweep never holds it for long.
-* Reads take no lock. A read racing a write may see the slot being written torn; it then
-  takes the other slot (the record as it was when the read began). If a read cannot
-  decide without a writer's help (both slots torn by two successive writes, or a write
-  caught between its data and its deadline), it reads again under the lock.
+* Reads take no lock: ``fstat``, one ``pread`` of the whole file, ``fstat`` again. If the
+  file's times or size moved in between, a write overlapped the read, and it reads again
+  under the lock; so does a read that finds a write caught between its data and its
+  deadline, or no valid slot. A lock-free read therefore sees the latest complete write,
+  never a mix of two, and two reads in a row never go back in time. (Should a write
+  nevertheless tear the slot a read copies, the checksum fails and the other slot,
+  untouched by that write, stands.)
 * The deadline: ``write`` sets the file's mtime (and ctime) to the same instant, and the
   writer then sets the mtime to the deadline. A file whose mtime equals its ctime is
   therefore one whose writer has not finished (or was killed in between): readers, touch
@@ -210,6 +213,12 @@ def _unsettled(info: os.stat_result) -> bool:
     return info.st_mtime_ns == info.st_ctime_ns
 
 
+def _stamps(info: os.stat_result) -> tuple[int, int, int]:
+    """What every write changes: a write stamps mtime and ctime with the present (and the
+    mtime held a deadline in the future), and setting the deadline stamps them again."""
+    return info.st_mtime_ns, info.st_ctime_ns, info.st_size
+
+
 class _Retry(Exception):
     """A lock-free read that cannot decide: read again under the lock."""
 
@@ -379,7 +388,11 @@ class FileProvider(BaseProvider):
             return
         fd, info = opened
         try:
-            parsed = _parse(self._contents(fd, info))
+            data = self._contents(fd, info)
+            if not locked and _stamps(os.fstat(fd)) != _stamps(info):
+                # A write began while this read copied: what it got may mix two writes.
+                raise _Retry
+            parsed = _parse(data)
             yield _Opened(fd, info, parsed,
                           self._decide(fd, info, parsed, _ns(time.time()), locked))
         finally:
