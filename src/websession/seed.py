@@ -97,7 +97,7 @@ class SeedAdapter:
         """Delete session ``sid`` now."""
         engine = self.engine
         if engine.ids.is_valid(sid):
-            engine.run(engine.one(engine.provider.delete, sid))
+            engine.call(engine.provider.delete, sid)
 
     def session_all(self) -> int:
         """Count live sessions."""
