@@ -53,17 +53,15 @@ from .runner import (
     Result,
     Settings,
     alternate,
+    count_kept,
     delete_keys,
     measure,
     package_version,
     paired_ratio,
-    parse_counts,
-    print_kept,
     print_latencies,
     print_settings,
     print_throughput,
-    redis_version,
-    settings_of,
+    start_store_bench,
     store_parser,
 )
 
@@ -317,27 +315,24 @@ async def _keys_burst(client: Client, requests: int) -> int:
 def _keys_suite(peers: Sequence[Peer], runs: int, runner: asyncio.Runner) -> None:
     print(f"Keys kept: {KEYS_REQUESTS} concurrent requests on one session, each setting its "
           f"own key after {WORK_SECONDS * 1000:.0f} ms of work; {runs} bursts each")
-    kept: dict[str, list[int]] = {}
-    for peer in peers:
-        kept[peer.name] = [runner.run(_keys_burst(peer.client, KEYS_REQUESTS))
-                           for _ in range(runs)]
-        print_kept(peer.name, kept[peer.name], KEYS_REQUESTS)
-    # Kept out of the charted scenarios: bench.report draws one keys chart, keys_bench's.
-    _collector.extra["keys_kept"] = {"requests": KEYS_REQUESTS, "runs": kept}
+
+    def burst(peer: Peer) -> Callable[[], int]:
+        return lambda: runner.run(_keys_burst(peer.client, KEYS_REQUESTS))
+
+    count_kept([(peer.name, burst(peer)) for peer in peers], runs, KEYS_REQUESTS, _collector)
 
 
 # -- entry point --------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_counts(store_parser(
+    started = start_store_bench(store_parser(
         "python -m bench.aiohttp_bench",
         "aiohttp + websession against aiohttp + aiohttp-session's RedisStorage, on one "
-        "Redis."), argv)
-    settings = settings_of(args, FULL, QUICK)
-    server = redis_version(args.redis)
-    if server is None:
+        "Redis."), argv, FULL, QUICK)
+    if started is None:
         return 2
+    args, settings, server = started
     # aiohttp-session keeps its state under plain string keys, which aiohttp 3.14 warns
     # about once per key; the warning is not what is measured.
     warnings.filterwarnings("ignore", category=web.NotAppKeyWarning)

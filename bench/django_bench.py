@@ -27,7 +27,6 @@ the number of requests, the read value never changed).
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
@@ -50,12 +49,10 @@ from .runner import (
     delete_keys,
     measure,
     package_version,
-    parse_counts,
     print_kept,
     print_settings,
     print_throughput,
-    redis_version,
-    settings_of,
+    start_store_bench,
     store_parser,
 )
 from .wsgi import _BASE_ENVIRON
@@ -299,23 +296,18 @@ def _keys(peers: Sequence[tuple[str, str, App]], runs: int) -> None:
               "the last cookie it receives")
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = store_parser(
         "python -m bench.django_bench",
         "websession as Django's session engine against Django's cache backend on "
         "RedisCache (same Redis), and concurrent keys kept against Django's db and cache "
         "backends.")
     parser.add_argument("--runs", type=int, help=f"keys-kept bursts per peer (default {RUNS})")
-    return parse_counts(parser, argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(argv)
-    settings = settings_of(args, FULL, QUICK)
-    runs = args.runs or (QUICK_RUNS if args.quick else RUNS)
-    server = redis_version(args.redis)
-    if server is None:
+    started = start_store_bench(parser, argv, FULL, QUICK)
+    if started is None:
         return 2
+    args, settings, server = started
+    runs = args.runs or (QUICK_RUNS if args.quick else RUNS)
     v = package_version
     print(f"websession {v('websession')} vs Django {v('django')} (redis-py "
           f"{redis.__version__}, Redis {server})")

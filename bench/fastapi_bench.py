@@ -48,17 +48,15 @@ from .runner import (
     Result,
     Settings,
     alternate,
+    count_kept,
     delete_keys,
     measure,
     package_version,
-    parse_counts,
     percentile,
-    print_kept,
     print_latencies,
     print_settings,
     print_throughput,
-    redis_version,
-    settings_of,
+    start_store_bench,
     store_parser,
 )
 
@@ -285,28 +283,25 @@ def _keys_suite(apps: dict[str, asgi.ASGIApp], runs: int, runner: asyncio.Runner
                 collector: Collector) -> None:
     print(f"Keys kept: {KEYS_REQUESTS} concurrent requests on one session, each setting its "
           f"own key after {WORK_SECONDS * 1000:.0f} ms of work ({runs} bursts)")
-    kept: dict[str, list[int]] = {}
-    for name, app in apps.items():
-        kept[name] = [len(_kept(name, runner.run(asgi_burst(app, KEYS_REQUESTS)),
-                                KEYS_REQUESTS)) for _ in range(runs)]
-        print_kept(name, kept[name], KEYS_REQUESTS)
-    # Kept beside the other figures, not as a keys_kept scenario: bench.report draws one
-    # keys chart, bench.keys_bench's.
-    collector.extra["keys_kept"] = {"requests": KEYS_REQUESTS, "runs": kept}
+
+    def burst(name: str) -> Callable[[], int]:
+        return lambda: len(_kept(name, runner.run(asgi_burst(apps[name], KEYS_REQUESTS)),
+                                 KEYS_REQUESTS))
+
+    count_kept([(name, burst(name)) for name in apps], runs, KEYS_REQUESTS, collector)
 
 
 # -- entry point --------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_counts(store_parser(
+    started = start_store_bench(store_parser(
         "python -m bench.fastapi_bench",
         "FastAPI + websession against FastAPI + starsessions' RedisStore, on a real Redis, "
-        "in-process ASGI calls."), argv)
-    settings = settings_of(args, FULL, QUICK)
-    server = redis_version(args.redis)
-    if server is None:
+        "in-process ASGI calls."), argv, FULL, QUICK)
+    if started is None:
         return 2
+    args, settings, server = started
     v = package_version
     print(f"websession {v('websession')} vs starsessions {v('starsessions')}: FastAPI "
           f"{v('fastapi')} (starlette {v('starlette')}), redis-py {redis.__version__}, "

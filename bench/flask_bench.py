@@ -42,12 +42,10 @@ from .runner import (
     delete_keys,
     measure,
     package_version,
-    parse_counts,
     print_kept,
     print_settings,
     print_throughput,
-    redis_version,
-    settings_of,
+    start_store_bench,
     store_parser,
 )
 from .wsgi import _BASE_ENVIRON
@@ -248,13 +246,13 @@ def keys_suite(url: str, tag: str, runs: int) -> dict[str, list[int]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_counts(store_parser(
+    started = start_store_bench(store_parser(
         "python -m bench.flask_bench",
-        "A Flask app on websession against Flask-Session, both on a real Redis."), argv)
-    settings = settings_of(args, FULL, QUICK)
-    server = redis_version(args.redis)
-    if server is None:
+        "A Flask app on websession against Flask-Session, both on a real Redis."),
+        argv, FULL, QUICK)
+    if started is None:
         return 2
+    args, settings, server = started
     v = package_version
     print(f"websession {v('websession')} vs Flask-Session {v('flask-session')} (Flask "
           f"{v('flask')}, redis-py {redis.__version__}, Redis {server})")

@@ -23,6 +23,7 @@ from .results import Collector, add_argument
 __all__ = [
     "Result",
     "alternate",
+    "count_kept",
     "delete_keys",
     "main",
     "measure",
@@ -37,6 +38,7 @@ __all__ = [
     "profile_run",
     "redis_version",
     "settings_of",
+    "start_store_bench",
     "store_parser",
 ]
 
@@ -159,6 +161,18 @@ def print_kept(name: str, runs: Sequence[int], requests: int, width: int = 44,
           f"(runs: {', '.join(map(str, runs))}{extra})")
 
 
+def count_kept(bursts: Sequence[tuple[str, Callable[[], int]]], runs: int, requests: int,
+               collector: Collector, width: int = 44) -> None:
+    """Run each peer's burst of ``requests`` concurrent keys ``runs`` times, printing how
+    many keys each run kept, and keep the counts beside ``collector``'s figures (not as a
+    keys_kept scenario: ``bench.report`` draws one keys chart, ``bench.keys_bench``'s)."""
+    kept: dict[str, list[int]] = {}
+    for name, burst in bursts:
+        kept[name] = [burst() for _ in range(runs)]
+        print_kept(name, kept[name], requests, width)
+    collector.extra["keys_kept"] = {"requests": requests, "runs": kept}
+
+
 # -- what the store benchmarks share -------------------------------------------------------
 
 
@@ -174,6 +188,16 @@ def store_parser(prog: str, description: str) -> argparse.ArgumentParser:
                         help="exit with status 1 if a goal is missed")
     add_argument(parser)
     return parser
+
+
+def start_store_bench(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+                      full: Settings, quick: Settings,
+                      ) -> tuple[argparse.Namespace, Settings, str] | None:
+    """Parse a store benchmark's options and find its Redis server: the options, the
+    settings and the server's version; ``None`` (said on stderr) if it cannot be reached."""
+    args = parse_counts(parser, argv)
+    server = redis_version(args.redis)
+    return None if server is None else (args, settings_of(args, full, quick), server)
 
 
 def settings_of(args: argparse.Namespace, full: Settings = FULL,

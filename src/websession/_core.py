@@ -5,11 +5,13 @@ regeneration, and the response headers. Two engines build on it, one per way of 
 session:
 
 * :class:`StoreEngine` keeps sessions in a store (a :class:`~websession.BaseProvider`'s
-  seven primitives). Each operation that needs the store is a *plan* (see
+  seven primitives). An operation of several store calls is a *plan* (see
   :mod:`websession._plans`) yielding ``(primitive, args)`` steps; the sync executor calls
   the provider's primitives and the async one their ``a``-prefixed twins, so expiry,
   merging of concurrent changes and regeneration exist exactly once, and the provider's
-  driver errors become :class:`~websession.StoreUnavailableError` in one place.
+  driver errors become :class:`~websession.StoreUnavailableError` in one place. An
+  operation of one call (a read, and most saves: see :data:`Step`) makes it directly,
+  translating errors the same way, and starts a plan only for what remains.
 * :class:`~websession._sealing.SealEngine` keeps them in the cookie, sealed by a
   :class:`~websession.providers.ClientSideProvider`.
 
