@@ -22,7 +22,7 @@ from websession import ConfigurationError, Manager, StoreUnavailableError
 from websession.providers._pool import CHECK_IDLE_AFTER, run
 from websession.providers.base import Record
 from websession.providers.mysql import MySQLParams, MySQLPool, MySQLProvider, PoolTimeout, parse_dsn
-from websession.testing import Client, ProviderConformance
+from websession.testing import Client, ProviderConformance, ScanConformance, UserConformance
 
 HOST, PORT = "127.0.0.1", 3306
 DSN = f"root:@tcp({HOST}:{PORT})/test?charset=utf8mb4"
@@ -45,7 +45,7 @@ def table() -> Iterator[str]:
         conn.close()
 
 
-class TestMySQLConformance(ProviderConformance):
+class TestMySQLConformance(ProviderConformance, ScanConformance, UserConformance):
     @pytest.fixture
     def provider(self, table: str) -> MySQLProvider:
         return MySQLProvider(DSN, table=table)
@@ -265,5 +265,18 @@ class TestMySQLProvider(SQLProviderCases):
     dsn = DSN
     server_class = MariaDBServer
 
+    old_schema = (
+        "CREATE TABLE `{t}` (sid VARBINARY(320) NOT NULL, payload LONGBLOB NOT NULL, "
+        "expires_at DOUBLE NOT NULL, version BIGINT NOT NULL, PRIMARY KEY (sid), "
+        "KEY `{t}_expires_at` (expires_at)) ENGINE=InnoDB"
+    )
+
     def bulk(self, table: str, rows: list[Row]) -> None:
         _bulk(table, rows)
+
+    def execute(self, sql: str) -> None:
+        conn = _admin()
+        try:
+            conn.cursor().execute(sql)
+        finally:
+            conn.close()

@@ -79,7 +79,7 @@ Decoded = tuple[float, dict[str, Any], Lifetime | None]
 
 _PRIMITIVES = ("read", "create", "update", "touch", "delete", "count", "gc")
 # The optional abilities: a provider without them raises UnsupportedOperationError.
-_OPTIONAL = ("scan", "gc_ids", "bind", "sessions_of", "revoke_user")
+_OPTIONAL = ("scan", "gc_ids", "bind", "sessions_of", "revoke_user", "create_many")
 #: "The save leaves the session's user binding as it is."
 _UNCHANGED: Any = object()
 
@@ -594,6 +594,11 @@ class StoreEngine(Engine):
         return await self.arun(self._import(records))
 
     def _import(self, records: list[tuple[str, Record, str | None]]) -> Plan[int]:
+        if self.provider.can_create_many:  # a batch in a round trip or two
+            if not self.binds_users:
+                records = [(sid, record, None) for sid, record, _ in records]
+            many: int = yield self.provider.create_many, (records,)
+            return many
         created = 0
         for sid, record, user in records:
             if (yield self._create, (sid, record)):

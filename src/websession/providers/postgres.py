@@ -51,7 +51,8 @@ from typing import Any
 from .._plans import Plan
 from ..exceptions import ConfigurationError, MissingDependencyError
 from ._pool import AppPool, Connector, Lender, idle_socket_broken
-from ._sql import AFFECTED, CREATED, ROW, SQLProvider, Statements, Step
+from ._sql import AFFECTED, CREATED, ROW, ROWS, SQLProvider, Statements, Step
+from .base import Record
 
 try:
     import psycopg
@@ -122,6 +123,8 @@ def _statement(link: _Link, step: Step) -> Plan[Any]:
         yield conn.commit
     if fetch == ROW:
         return (yield cursor.fetchone)
+    if fetch == ROWS:
+        return (yield cursor.fetchall)
     if fetch == AFFECTED:
         return cursor.rowcount
     if fetch == CREATED:  # ON CONFLICT ... WHERE: no row when a live one was kept
@@ -155,6 +158,15 @@ class PostgresProvider(SQLProvider):
         live = "sid = %(sid)s AND expires_at > %(now)s"
         expired = "expires_at <= %(now)s"
         lock_key = ".".join(table).replace("'", "")  # identifiers: nothing to escape
+        # The user columns, added to a table of an earlier version too: a nullable column
+        # without a default is a change to the catalog only, however large the table; the
+        # index is built under the advisory lock, blocking writes while it builds.
+        add_users = (
+            f'ALTER TABLE {t} ADD COLUMN IF NOT EXISTS user_id text COLLATE "C", '
+            "ADD COLUMN IF NOT EXISTS bound_at double precision; "
+            f'CREATE INDEX IF NOT EXISTS "{table[-1]}_user" ON {t} (user_id, bound_at)'
+        )
+        rows = "sid, payload, expires_at, version"
         return Statements(
             exists="SELECT to_regclass(%(table)s)",
             exists_params={"table": t},
@@ -165,7 +177,7 @@ class PostgresProvider(SQLProvider):
                 f"CREATE TABLE IF NOT EXISTS {t} ("
                 'sid varchar(320) COLLATE "C" PRIMARY KEY, payload bytea NOT NULL, '
                 "expires_at double precision NOT NULL, version bigint NOT NULL); "
-                f"CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at)"
+                f"CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at); {add_users}"
             ),
             read=f"SELECT payload, expires_at, version FROM {t} WHERE {live}",
             create=(
@@ -189,7 +201,65 @@ class PostgresProvider(SQLProvider):
                 f"SELECT ctid FROM {t} WHERE {expired} ORDER BY expires_at "
                 f"LIMIT %(batch)s FOR UPDATE SKIP LOCKED)) AND {expired}"
             ),
+            has_users=(
+                "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%(table)s) "
+                "AND attname = 'user_id' AND NOT attisdropped"
+            ),
+            add_users=(
+                f"SELECT pg_advisory_xact_lock(hashtext('websession:{lock_key}')); {add_users}"
+            ),
+            scan_first=(
+                f"SELECT {rows} FROM {t} WHERE expires_at > %(now)s ORDER BY sid "
+                "LIMIT %(batch)s"
+            ),
+            scan=(
+                f"SELECT {rows} FROM {t} WHERE sid > %(after)s AND expires_at > %(now)s "
+                "ORDER BY sid LIMIT %(batch)s"
+            ),
+            lock_user="SELECT pg_advisory_xact_lock(hashtext(%(lock)s))",
+            bind=(
+                f"UPDATE {t} SET user_id = %(user)s::text, bound_at = %(now)s WHERE {live} "
+                "AND user_id IS DISTINCT FROM %(user)s::text"
+            ),
+            user_sids=(
+                f"SELECT sid FROM {t} WHERE user_id = %(user)s AND expires_at > %(now)s "
+                "ORDER BY bound_at DESC, sid"
+            ),
+            sessions_of=(
+                f"SELECT {rows} FROM {t} WHERE user_id = %(user)s AND expires_at > %(now)s "
+                "ORDER BY bound_at, sid"
+            ),
+            revoke_select=(
+                f"SELECT sid FROM {t} WHERE user_id = %(user)s "
+                "AND sid IS DISTINCT FROM %(keep)s::text FOR UPDATE"
+            ),
+            expired_select=(
+                f"SELECT sid FROM {t} WHERE {expired} ORDER BY expires_at "
+                "LIMIT %(batch)s FOR UPDATE SKIP LOCKED"
+            ),
+            delete_sids=f"DELETE FROM {t} WHERE sid = ANY(%(sids)s)",
+            delete_expired_sids=f"DELETE FROM {t} WHERE sid = ANY(%(sids)s) AND {expired}",
+            count_sids=f"SELECT count(*) FROM {t} WHERE sid = ANY(%(sids)s)",
+            # Arrays, one per column: one statement, and one plan, for any batch size.
+            create_many=(
+                f"INSERT INTO {t} ({rows}, user_id, bound_at) SELECT * FROM unnest("
+                "%(sids)s::text[], %(payloads)s::bytea[], %(expires)s::float8[], "
+                "%(versions)s::int8[], %(users)s::text[], %(bound)s::float8[]) "
+                "ON CONFLICT (sid) DO NOTHING"
+            ),
         )
+
+    def many_params(self, records: list[tuple[str, Record, str | None]],
+                    now: float) -> dict[str, Any]:
+        """One array per column (``unnest`` zips them into rows)."""
+        return {
+            "sids": [sid for sid, _, _ in records],
+            "payloads": [record.payload for _, record, _ in records],
+            "expires": [record.expires_at for _, record, _ in records],
+            "versions": [record.version for _, record, _ in records],
+            "users": [user for _, _, user in records],
+            "bound": [None if user is None else now for _, _, user in records],
+        }
 
     def check_dsn(self, dsn: str) -> None:
         """Parse ``dsn`` with libpq; a malformed one is a :class:`ConfigurationError`."""
