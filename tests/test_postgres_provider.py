@@ -244,4 +244,4 @@ class TestPostgresProvider(SQLProviderCases):
 
     def execute(self, sql: str) -> None:
         with _admin() as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql)
