@@ -383,6 +383,11 @@ class Engine(ABC):
         headers.append(("Cache-Control", "no-store"))
         state.headers_sent()
 
+    def watch_expired(self) -> Callable[[], None] | None:
+        """Start reporting sessions the store expires by itself (``expired`` events);
+        return what stops it, or ``None`` if the store cannot (GC reports instead)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - an engine with nothing to release
         """Release what the engine's provider holds."""
 
@@ -547,6 +552,13 @@ class StoreEngine(Engine):
             return ids
         removed: int = yield self._gc, ()
         return removed
+
+    def watch_expired(self) -> Callable[[], None] | None:
+        """Start the provider's report of the sessions its store expires by itself (Redis
+        keyspace notifications), counted and fired as GC's are; ``None`` if it has none."""
+        if not self.provider.can_watch_expired:
+            return None
+        return self.provider.watch_expired(self._expired)
 
     def _expired(self, removed: int | list[str]) -> int:
         count, ids = (removed, None) if isinstance(removed, int) else (len(removed), removed)

@@ -297,7 +297,7 @@ class BaseProvider(Configurable, ABC):
             f"the {type(self).__name__} provider cannot create in batches (no create_many())"
         )
 
-    def watch_expired(self, on_expired: Callable[[list[str]], None]) -> Callable[[], None]:
+    def watch_expired(self, on_expired: Callable[[list[str]], object]) -> Callable[[], None]:
         """Optional: call ``on_expired(ids)`` from a thread of the provider's own whenever
         the store itself expires sessions (Redis keyspace notifications); return a function
         that stops watching. The manager starts it when someone subscribes to
