@@ -33,7 +33,7 @@ from websession import Manager
 
 from .results import Collector, add_argument
 
-__all__ = ["main"]
+__all__ = ["drop_table", "main"]
 
 REDIS = "127.0.0.1:6379"
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -116,7 +116,8 @@ def _drop_redis(prefix: str) -> None:
                 client.delete(*batch)
 
 
-def _drop_table(provider: str, table: str) -> None:
+def drop_table(provider: str, table: str) -> None:
+    """Drop ``table`` from the shared PostgreSQL (``postgresql``) or MariaDB server."""
     if provider == "postgresql":
         import psycopg
 
@@ -143,10 +144,10 @@ def _stores(skip_mysql: bool) -> Iterator[dict[str, Any]]:
         _drop_redis(names["prefix"])
         _drop_redis(names["prefix"] + "pg:")
         _drop_redis(names["prefix"] + "revoke:")
-        _drop_table("postgresql", names["table"])
-        _drop_table("postgresql", names["table"] + "_revoke")
+        drop_table("postgresql", names["table"])
+        drop_table("postgresql", names["table"] + "_revoke")
         if not skip_mysql:
-            _drop_table("mysql", names["table"] + "_revoke")
+            drop_table("mysql", names["table"] + "_revoke")
         for path in sorted(names["dir"].rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
         names["dir"].rmdir()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.ops_bench import drop_table
 from tests.servers import require_server
 
 from websession import Manager
@@ -183,22 +184,6 @@ def test_redis_check_count_gc(redis_config: dict[str, Any]) -> None:
     assert gc.returncode == 0 and gc.stdout.startswith("removed ")
 
 
-def _drop_sql_table(provider: str, table: str) -> None:
-    if provider == "postgresql":
-        import psycopg
-
-        with psycopg.connect(POSTGRES, autocommit=True) as conn:
-            conn.execute(f'DROP TABLE IF EXISTS "{table}"')
-    else:
-        import pymysql  # type: ignore[import-untyped, unused-ignore]
-
-        conn = pymysql.connect(host="127.0.0.1", user="root", database="test")
-        try:
-            conn.cursor().execute(f"DROP TABLE IF EXISTS `{table}`")
-        finally:
-            conn.close()
-
-
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -219,7 +204,7 @@ def server_store(request: pytest.FixtureRequest) -> Iterator[tuple[str, dict[str
     try:
         yield provider, {"providerConfig": {"dsn": dsn, "table": table}}
     finally:
-        _drop_sql_table(provider, table)
+        drop_table(provider, table)
 
 
 def _logins(provider: str, config: dict[str, Any], users: list[str]) -> list[str]:

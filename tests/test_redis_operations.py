@@ -24,9 +24,10 @@ from tests.redis_servers import (
     wait_for,
 )
 from tests.servers import require_server
+from tests.test_redis_provider import redis_cluster  # noqa: F401 - the shared cluster
 
 from websession import Manager
-from websession.providers._redis_ops import INDEX_PREFIX
+from websession.providers._redis_ops import INDEX_PREFIX, PRUNE_AT
 from websession.providers.base import Record
 from websession.providers.redis import RedisClusterProvider, RedisProvider
 
@@ -43,16 +44,6 @@ def prefix() -> Iterator[str]:
             keys = list(client.scan_iter(match=pattern, count=1000))
             if keys:
                 client.delete(*keys)
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterServers]:
-    require_redis_binaries()
-    servers = ClusterServers(tmp_path_factory.mktemp("ops-cluster"))
-    try:
-        yield servers
-    finally:
-        servers.close()
 
 
 def _server(tmp_path: Path, *args: str) -> RedisServer:
@@ -99,6 +90,17 @@ def test_dead_members_do_not_count_against_the_cap(prefix: str) -> None:
         assert long.stats()["destroyed"] == 0
 
 
+def test_without_a_cap_a_login_prunes_a_full_set(prefix: str) -> None:
+    base = {"providerConfig": {"addr": f"{HOST}:6379", "prefix": prefix}}
+    with Manager("redis", {**base, "maxLifetime": 1}) as short, Manager("redis", base) as long, \
+            redis.Redis(HOST, 6379) as client:
+        for _ in range(PRUNE_AT):
+            _login(short, "ann")
+        time.sleep(1.2)
+        sid = _login(long, "ann")
+        assert client.zrange(f"{INDEX_PREFIX}{prefix}u:ann", 0, -1) == [sid.encode()]
+
+
 @pytest.mark.parametrize("topology", ["server", "cluster"])
 def test_create_many_skips_live_ids_and_binds(topology: str, prefix: str,
                                               request: pytest.FixtureRequest) -> None:
@@ -106,7 +108,7 @@ def test_create_many_skips_live_ids_and_binds(topology: str, prefix: str,
         provider: RedisProvider | RedisClusterProvider = RedisProvider(
             f"{HOST}:6379", key_prefix=prefix)
     else:
-        servers: ClusterServers = request.getfixturevalue("cluster")
+        servers: ClusterServers = request.getfixturevalue("redis_cluster")
         provider = RedisClusterProvider(servers.seeds, key_prefix=prefix)
     later = time.time() + 60
     provider.create("a" * 32, Record(b"kept", later, 7))

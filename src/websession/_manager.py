@@ -263,7 +263,8 @@ class Manager:
     def iter_sessions(self, batch: int = 500, cursor: str | None = None) -> Iterator[SessionInfo]:
         """Every live session, fetched ``batch`` at a time (memory stays flat).
 
-        Needs a provider that can list its sessions (memory, file, sqlite); others raise
+        Needs a provider that can list its sessions (memory, file, sqlite, Redis, MySQL,
+        PostgreSQL); others raise
         :class:`~websession.exceptions.UnsupportedOperationError`. ``cursor`` resumes a
         walk where :meth:`pages` left it.
         """
@@ -351,7 +352,8 @@ class Manager:
 
     def sessions_of(self, user: Any) -> list[SessionInfo]:
         """The live sessions bound to ``user`` (``session.bind_user``, or the ``userKey``
-        session key), oldest binding first. Memory and sqlite index them; other providers
+        session key), oldest binding first. Memory, sqlite, Redis, MySQL and PostgreSQL index
+        them; other providers
         raise :class:`~websession.UnsupportedOperationError`."""
         return self._engine.sessions_of(str(user))
 

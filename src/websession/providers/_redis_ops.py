@@ -16,8 +16,9 @@ session IDs scored by when each was bound (oldest first), and
 ``websession-users:<prefix>s:<sid>`` names the user a session is bound to, so that
 rebinding or unbinding finds the set to leave. Redis expires sessions by themselves, so
 the index is kept consistent with expiry lazily: a member whose session key is gone is
-dropped when the user's sessions are next read, bound or revoked (a session ID is never
-reused, so a member found dead stays dead). Both index keys get a TTL of the manager's
+dropped when the user's sessions are next listed or revoked, or when a login finds the
+set full (at the cap, or at :data:`PRUNE_AT` members without one); a session ID is never
+reused, so a member found dead stays dead. Both index keys get a TTL of the manager's
 absolute lifetime (or the session's remaining idle time, if longer) at each binding: no
 session bound before can outlive it, so the index never expires before its sessions,
 and a user who never comes back leaves nothing behind for longer than that.
@@ -73,6 +74,9 @@ SCAN_STEP = 1000
 SCAN_STEPS = 64
 #: The most expired IDs reported in one event.
 EXPIRED_BATCH = 1000
+#: Without a cap, a user's set is pruned of dead members at a login once it holds this
+#: many: a user who logs in often, and whose sessions are never listed, keeps a small set.
+PRUNE_AT = 32
 #: The index's TTL when no manager said its absolute lifetime: the default one (a day).
 DEFAULT_INDEX_SPAN_MS = 86_400_000
 
@@ -371,8 +375,7 @@ class RedisOps(BaseProvider):
         if user is None:
             return []
         user_key = self._user_key(user)
-        if cap > 0:
-            yield from self._prune(user_key, cap)
+        yield from self._prune(user_key, cap if cap > 0 else PRUNE_AT)
         doomed = yield from _eval(_CAP, (user_key,), (sid, _now_us(), span, cap))
         evicted = [_text(member) for member in doomed]
         if evicted:
@@ -380,11 +383,11 @@ class RedisOps(BaseProvider):
             yield from self._delete_keys([self._owner_key(s) for s in evicted])
         return evicted
 
-    def _prune(self, user_key: str, cap: int) -> Plan[None]:
-        """Drop the members of a user's set whose sessions are gone, if it is full enough
-        for them to count against the cap."""
+    def _prune(self, user_key: str, full: int) -> Plan[None]:
+        """Drop the members of a user's set whose sessions are gone, once it holds
+        ``full`` (the cap, where dead members would count against it)."""
         sids = yield from self._members(user_key)
-        if len(sids) < cap:
+        if len(sids) < full:
             return
         alive = yield from self._each(_EACH_EXISTS, "EXISTS", [self.key_prefix + s for s in sids])
         yield from self._forget(user_key, [s for s, live in zip(sids, alive, strict=True)

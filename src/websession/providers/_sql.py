@@ -41,6 +41,7 @@ __all__ = [
     "SQLProvider",
     "Statements",
     "Step",
+    "portable_statements",
 ]
 
 T = TypeVar("T")
@@ -111,6 +112,24 @@ class Statements:
     count_sids: str = ""
     #: Insert many rows at once, skipping IDs that exist (see ``SQLProvider.many_params``).
     create_many: str = ""
+
+
+def portable_statements(t: str) -> dict[str, Any]:
+    """The operations' statements both dialects write alike, for the quoted table ``t``."""
+    rows = "sid, payload, expires_at, version"
+    return {
+        # Keyset pagination through the primary key: no OFFSET, however deep the walk.
+        "scan_first": f"SELECT {rows} FROM {t} WHERE expires_at > %(now)s ORDER BY sid "
+                      "LIMIT %(batch)s",
+        "scan": f"SELECT {rows} FROM {t} WHERE sid > %(after)s AND expires_at > %(now)s "
+                "ORDER BY sid LIMIT %(batch)s",
+        "user_sids": f"SELECT sid FROM {t} WHERE user_id = %(user)s AND expires_at > %(now)s "
+                     "ORDER BY bound_at DESC, sid",
+        "sessions_of": f"SELECT {rows} FROM {t} WHERE user_id = %(user)s "
+                       "AND expires_at > %(now)s ORDER BY bound_at, sid",
+        "expired_select": f"SELECT sid FROM {t} WHERE expires_at <= %(now)s "
+                          "ORDER BY expires_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED",
+    }
 
 
 def split_table(name: str) -> tuple[str, ...]:

@@ -37,9 +37,19 @@ The table, created on first use unless ``createTable`` is false::
         payload    LONGBLOB       NOT NULL,  -- the engine's opaque bytes
         expires_at DOUBLE         NOT NULL,  -- Unix seconds, exact to the microsecond
         version    BIGINT         NOT NULL,  -- compared by update (compare-and-set)
+        user_id    VARBINARY(320) NULL,      -- the user it is bound to (bind())
+        bound_at   DOUBLE         NULL,      -- when: the cap evicts the oldest
         PRIMARY KEY (sid),
-        KEY websession_sessions_expires_at (expires_at)  -- count and GC walk it
+        KEY websession_sessions_expires_at (expires_at),  -- count and GC walk it
+        KEY websession_sessions_user (user_id, bound_at)
     ) ENGINE=InnoDB
+
+A table made by an earlier version, without the user columns, gets them and their index
+on first use (one ``ALTER TABLE``: MariaDB 10.3+ and MySQL 8 add the columns in place and
+build the index online; a process that loses the race to add them finds them there).
+With ``createTable`` false the table is left alone: saves go on unindexed, and
+``sessions_of``/``revoke_user`` raise :class:`~websession.UnsupportedOperationError` until
+the columns exist. User IDs are at most 320 bytes.
 
 ``create`` is ``INSERT … ON DUPLICATE KEY UPDATE`` whose every column keeps the old value
 while the old row is live; when it does, the statement also calls ``LAST_INSERT_ID(1)``,
@@ -69,7 +79,7 @@ from ._pool import (
     call,
     idle_socket_broken,
 )
-from ._sql import AFFECTED, CREATED, ROW, ROWS, SQLProvider, Statements, Step
+from ._sql import AFFECTED, CREATED, ROW, ROWS, SQLProvider, Statements, Step, portable_statements
 from .base import Record
 
 try:
@@ -255,7 +265,6 @@ class MySQLProvider(SQLProvider):
         index = f"`{table[-1]}_expires_at`"
         live = "sid = %(sid)s AND expires_at > %(now)s"
         expired = "expires_at <= %(now)s"
-        rows = "sid, payload, expires_at, version"
         where_table = (
             "WHERE TABLE_NAME = %(table)s AND TABLE_SCHEMA = COALESCE(%(schema)s, DATABASE())"
         )
@@ -299,19 +308,12 @@ class MySQLProvider(SQLProvider):
             delete=f"DELETE FROM {t} WHERE sid = %(sid)s",
             count=f"SELECT COUNT(*) FROM {t} WHERE expires_at > %(now)s",
             gc=f"DELETE FROM {t} WHERE {expired} ORDER BY expires_at LIMIT %(batch)s",
+            **portable_statements(t),
             has_users=(
                 f"SELECT 1 FROM information_schema.COLUMNS {where_table} "
                 "AND COLUMN_NAME = 'user_id'"
             ),
             add_users=add_users,
-            scan_first=(
-                f"SELECT {rows} FROM {t} WHERE expires_at > %(now)s ORDER BY sid "
-                "LIMIT %(batch)s"
-            ),
-            scan=(
-                f"SELECT {rows} FROM {t} WHERE sid > %(after)s AND expires_at > %(now)s "
-                "ORDER BY sid LIMIT %(batch)s"
-            ),
             # A named lock per user (a hash: names are at most 64 characters), held until
             # unlock_user: concurrent logins of one user take turns.
             lock_user="SELECT GET_LOCK(CONCAT('ws:', SHA1(%(lock)s)), 10)",
@@ -320,21 +322,9 @@ class MySQLProvider(SQLProvider):
                 f"UPDATE {t} SET user_id = %(user)s, bound_at = %(now)s WHERE {live} "
                 "AND NOT (user_id <=> %(user)s)"
             ),
-            user_sids=(
-                f"SELECT sid FROM {t} WHERE user_id = %(user)s AND expires_at > %(now)s "
-                "ORDER BY bound_at DESC, sid"
-            ),
-            sessions_of=(
-                f"SELECT {rows} FROM {t} WHERE user_id = %(user)s AND expires_at > %(now)s "
-                "ORDER BY bound_at, sid"
-            ),
             revoke_select=(
                 f"SELECT sid FROM {t} WHERE user_id = %(user)s AND NOT (sid <=> %(keep)s) "
                 "FOR UPDATE"
-            ),
-            expired_select=(
-                f"SELECT sid FROM {t} WHERE {expired} ORDER BY expires_at "
-                "LIMIT %(batch)s FOR UPDATE SKIP LOCKED"
             ),
             delete_sids=f"DELETE FROM {t} WHERE sid IN %(sids)s",
             delete_expired_sids=f"DELETE FROM {t} WHERE sid IN %(sids)s AND {expired}",
@@ -342,7 +332,8 @@ class MySQLProvider(SQLProvider):
             # An existing ID keeps its row (a no-op update: INSERT IGNORE would also turn
             # errors into warnings).
             create_many=(
-                f"INSERT INTO {t} ({rows}, user_id, bound_at) VALUES %(rows)s "
+                f"INSERT INTO {t} (sid, payload, expires_at, version, user_id, bound_at) "
+                "VALUES %(rows)s "
                 "ON DUPLICATE KEY UPDATE sid = sid"
             ),
         )

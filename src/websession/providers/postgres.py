@@ -37,6 +37,18 @@ so processes starting together do not race)::
     );
     CREATE INDEX IF NOT EXISTS websession_sessions_expires_at
         ON websession_sessions (expires_at);              -- count and GC walk it
+    ALTER TABLE websession_sessions                       -- the user index (bind())
+        ADD COLUMN IF NOT EXISTS user_id text COLLATE "C",
+        ADD COLUMN IF NOT EXISTS bound_at double precision;
+    CREATE INDEX IF NOT EXISTS websession_sessions_user
+        ON websession_sessions (user_id, bound_at);
+
+A table made by an earlier version, without the user columns, gets them (and their
+index) on first use, under the same advisory lock: adding a nullable column rewrites
+nothing; building the index blocks writes to the table while it runs. With
+``createTable`` false the table is left alone: saves go on unindexed, and
+``sessions_of``/``revoke_user`` raise :class:`~websession.UnsupportedOperationError`
+until the columns exist.
 
 GC deletes ``gcBatchSize`` expired rows per statement, picked through the expiry index
 with ``FOR UPDATE SKIP LOCKED``, so concurrent GC passes (several processes) share the
@@ -51,7 +63,7 @@ from typing import Any
 from .._plans import Plan
 from ..exceptions import ConfigurationError, MissingDependencyError
 from ._pool import AppPool, Connector, Lender, idle_socket_broken
-from ._sql import AFFECTED, CREATED, ROW, ROWS, SQLProvider, Statements, Step
+from ._sql import AFFECTED, CREATED, ROW, ROWS, SQLProvider, Statements, Step, portable_statements
 from .base import Record
 
 try:
@@ -166,7 +178,6 @@ class PostgresProvider(SQLProvider):
             "ADD COLUMN IF NOT EXISTS bound_at double precision; "
             f'CREATE INDEX IF NOT EXISTS "{table[-1]}_user" ON {t} (user_id, bound_at)'
         )
-        rows = "sid, payload, expires_at, version"
         return Statements(
             exists="SELECT to_regclass(%(table)s)",
             exists_params={"table": t},
@@ -201,6 +212,7 @@ class PostgresProvider(SQLProvider):
                 f"SELECT ctid FROM {t} WHERE {expired} ORDER BY expires_at "
                 f"LIMIT %(batch)s FOR UPDATE SKIP LOCKED)) AND {expired}"
             ),
+            **portable_statements(t),
             has_users=(
                 "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%(table)s) "
                 "AND attname = 'user_id' AND NOT attisdropped"
@@ -208,41 +220,22 @@ class PostgresProvider(SQLProvider):
             add_users=(
                 f"SELECT pg_advisory_xact_lock(hashtext('websession:{lock_key}')); {add_users}"
             ),
-            scan_first=(
-                f"SELECT {rows} FROM {t} WHERE expires_at > %(now)s ORDER BY sid "
-                "LIMIT %(batch)s"
-            ),
-            scan=(
-                f"SELECT {rows} FROM {t} WHERE sid > %(after)s AND expires_at > %(now)s "
-                "ORDER BY sid LIMIT %(batch)s"
-            ),
             lock_user="SELECT pg_advisory_xact_lock(hashtext(%(lock)s))",
             bind=(
                 f"UPDATE {t} SET user_id = %(user)s::text, bound_at = %(now)s WHERE {live} "
                 "AND user_id IS DISTINCT FROM %(user)s::text"
             ),
-            user_sids=(
-                f"SELECT sid FROM {t} WHERE user_id = %(user)s AND expires_at > %(now)s "
-                "ORDER BY bound_at DESC, sid"
-            ),
-            sessions_of=(
-                f"SELECT {rows} FROM {t} WHERE user_id = %(user)s AND expires_at > %(now)s "
-                "ORDER BY bound_at, sid"
-            ),
             revoke_select=(
                 f"SELECT sid FROM {t} WHERE user_id = %(user)s "
                 "AND sid IS DISTINCT FROM %(keep)s::text FOR UPDATE"
-            ),
-            expired_select=(
-                f"SELECT sid FROM {t} WHERE {expired} ORDER BY expires_at "
-                "LIMIT %(batch)s FOR UPDATE SKIP LOCKED"
             ),
             delete_sids=f"DELETE FROM {t} WHERE sid = ANY(%(sids)s)",
             delete_expired_sids=f"DELETE FROM {t} WHERE sid = ANY(%(sids)s) AND {expired}",
             count_sids=f"SELECT count(*) FROM {t} WHERE sid = ANY(%(sids)s)",
             # Arrays, one per column: one statement, and one plan, for any batch size.
             create_many=(
-                f"INSERT INTO {t} ({rows}, user_id, bound_at) SELECT * FROM unnest("
+                f"INSERT INTO {t} (sid, payload, expires_at, version, user_id, bound_at) "
+                "SELECT * FROM unnest("
                 "%(sids)s::text[], %(payloads)s::bytea[], %(expires)s::float8[], "
                 "%(versions)s::int8[], %(users)s::text[], %(bound)s::float8[]) "
                 "ON CONFLICT (sid) DO NOTHING"
