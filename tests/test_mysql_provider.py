@@ -280,3 +280,25 @@ class TestMySQLProvider(SQLProviderCases):
             conn.cursor().execute(sql)
         finally:
             conn.close()
+
+
+def test_a_failed_bind_rolls_back_and_releases_its_lock(table: str) -> None:
+    provider = MySQLProvider(DSN, table=table, max_connections=1)
+    later = time.time() + 60
+    provider.create("a" * 32, Record(b"x", later, 1))
+    with pytest.raises(pymysql.err.DataError):  # a user ID past VARBINARY(320)
+        provider.bind("a" * 32, "u" * 400, 3)
+    # The one connection went back to the pool outside any transaction: what it writes
+    # next is committed at once, and the user's lock is free.
+    assert provider.update("a" * 32, Record(b"y", later, 2), 1)
+    conn = _admin()
+    try:
+        cursor = conn.cursor()
+        cursor.execute(f"SELECT payload FROM `{table}` WHERE sid = %s", ("a" * 32,))
+        assert cursor.fetchone() == (b"y",)
+        cursor.execute("SELECT IS_FREE_LOCK(CONCAT('ws:', SHA1(%s)))",
+                       (provider.lock_name("u" * 400),))
+        assert cursor.fetchone() == (1,)
+    finally:
+        conn.close()
+    provider.close()

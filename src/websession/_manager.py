@@ -264,9 +264,8 @@ class Manager:
         """Every live session, fetched ``batch`` at a time (memory stays flat).
 
         Needs a provider that can list its sessions (memory, file, sqlite, Redis, MySQL,
-        PostgreSQL); others raise
-        :class:`~websession.exceptions.UnsupportedOperationError`. ``cursor`` resumes a
-        walk where :meth:`pages` left it.
+        PostgreSQL); others raise :class:`~websession.exceptions.UnsupportedOperationError`.
+        ``cursor`` resumes a walk where :meth:`pages` left it.
         """
         for page, _ in self.pages(batch, cursor):
             yield from page
@@ -352,9 +351,8 @@ class Manager:
 
     def sessions_of(self, user: Any) -> list[SessionInfo]:
         """The live sessions bound to ``user`` (``session.bind_user``, or the ``userKey``
-        session key), oldest binding first. Memory, sqlite, Redis, MySQL and PostgreSQL index
-        them; other providers
-        raise :class:`~websession.UnsupportedOperationError`."""
+        session key), oldest binding first. Memory, sqlite, Redis, MySQL and PostgreSQL
+        index them; other providers raise :class:`~websession.UnsupportedOperationError`."""
         return self._engine.sessions_of(str(user))
 
     async def asessions_of(self, user: Any) -> list[SessionInfo]:

@@ -456,8 +456,8 @@ class RedisOps(BaseProvider):
 
     def watch_expired(self, on_expired: Callable[[list[str]], object]) -> Callable[[], None]:
         """Report the sessions Redis expires, from keyspace notifications (see the module
-        documentation): a daemon thread, subscribed before this returns; the function
-        returned stops it."""
+        documentation): a daemon thread, subscribed before this returns (unless the server
+        cannot be reached: it keeps trying); the function returned stops it."""
         stop, ready = threading.Event(), threading.Event()
         thread = threading.Thread(target=self._watch, args=(on_expired, stop, ready),
                                   name="websession-redis-expired", daemon=True)
@@ -513,9 +513,11 @@ class RedisOps(BaseProvider):
                 return
             except UNAVAILABLE_ERRORS as exc:
                 log.warning("Redis keyspace notifications: %s; subscribing again", exc)
+                ready.set()  # the subscriber does not wait for a server that is down
                 stop.wait(1.0)
             except Exception:
                 log.exception("Redis keyspace notifications failed; subscribing again")
+                ready.set()
                 stop.wait(1.0)
             finally:
                 for subscription in subscriptions:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import re
 import threading
 import time
@@ -495,8 +496,7 @@ class SQLProvider(BaseProvider):
     #
     # A statement that needs several steps to be one (bind's count-and-evict, revoke's and
     # gc_ids' select-then-delete) runs in a transaction opened with BEGIN on the
-    # autocommit connection; a failure mid-way leaves the connection in the transaction,
-    # so the borrowing plan discards it, which rolls it back.
+    # autocommit connection, rolled back if a step fails.
 
     def _add_users(self, conn: Any) -> Plan[None]:
         """Add the user columns and their index to a table made before they existed
@@ -532,9 +532,16 @@ class SQLProvider(BaseProvider):
                 "documentation shows, or set createTable true")
 
     def _in_transaction(self, conn: Any, body: Plan[T]) -> Plan[T]:
-        """Run ``body`` between BEGIN and COMMIT on ``conn``."""
+        """Run ``body`` between BEGIN and COMMIT on ``conn``; roll back if it fails."""
         yield from self._statement(conn, ("BEGIN", None, NOTHING))
-        result = yield from body
+        try:
+            result = yield from body
+        except Exception:
+            # A connection the server answered with an error goes back to the pool: not in
+            # this transaction. (One left mid-statement, or cancelled, is discarded.)
+            with contextlib.suppress(Exception):  # broken: the borrowing plan discards it
+                yield from self._statement(conn, ("ROLLBACK", None, NOTHING))
+            raise
         yield from self._statement(conn, ("COMMIT", None, NOTHING))
         return result
 
@@ -588,7 +595,9 @@ class SQLProvider(BaseProvider):
     def _bind_and_evict(self, conn: Any, params: dict[str, Any], lock: dict[str, Any],
                         cap: int) -> Plan[list[str]]:
         statements = self.statements
-        yield from self._statement(conn, (statements.lock_user, lock, ROW))
+        locked = yield from self._statement(conn, (statements.lock_user, lock, ROW))
+        if locked is not None and locked[0] == 0:  # MySQL's GET_LOCK timed out
+            raise TimeoutError(f"another login of this user held its lock in {self.table}")
         bound = yield from self._statement(conn, (statements.bind, params, AFFECTED))
         if not bound or cap <= 0:
             return []
