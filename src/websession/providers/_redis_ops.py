@@ -234,6 +234,11 @@ class RedisOps(BaseProvider):
     options: Any
     #: How long the index keys live after a binding (ms): the manager's absolute lifetime.
     _index_span_ms: int = DEFAULT_INDEX_SPAN_MS
+    # The value format is the provider's (redis.py): a stored value as a live record (or
+    # None), a record's TTL in ms, and the value a record is stored as with that TTL.
+    _record_of: Callable[[Any], Record | None]
+    _ttl_of: Callable[[float], int]
+    _value_of: Callable[[Record, int], bytes]
 
     def adjust_config(self, config: ManagerConfig) -> ManagerConfig:
         """Learn the manager's absolute lifetime: no session bound outlives it, and the
@@ -267,8 +272,6 @@ class RedisOps(BaseProvider):
     def _fetch(self, keys: list[str]) -> Plan[list[Record | None]]:
         """The live records under ``keys`` (``None`` where absent), read without
         refreshing them."""
-        from .redis import _record  # the value format is the provider's (redis.py)
-
         if not keys:
             return []
         if self._spans_slots:
@@ -277,7 +280,7 @@ class RedisOps(BaseProvider):
                 values.append((yield ("GET", key), NO_OPTIONS))
         else:
             values = yield ("MGET", *keys), NO_OPTIONS
-        return [_record(value) for value in values]
+        return [self._record_of(value) for value in values]
 
     def _each(self, script: _Script, command: str, keys: list[str]) -> Plan[list[bool]]:
         """``command`` (EXISTS or DEL) on each of ``keys``: which answered 1."""
@@ -416,16 +419,14 @@ class RedisOps(BaseProvider):
                      records: list[tuple[str, Record, str | None]]) -> Plan[int]:
         """``SET NX PX`` for each record and its binding: two scripts for the whole batch
         on one server (one command per record, and a binding, on a cluster)."""
-        from .redis import _ttl_ms, _value  # the value format is the provider's
-
         created = 0
         keys: list[str] = []
         args: list[Any] = []
         span = self._index_span_ms
         for sid, record, _ in records:
-            ttl = _ttl_ms(record.expires_at)
+            ttl = self._ttl_of(record.expires_at)
             keys.append(self.key_prefix + sid)
-            args += (_value(record, ttl), ttl)
+            args += (self._value_of(record, ttl), ttl)
             span = max(span, ttl)
         bound = [(sid, user) for sid, _, user in records if user is not None]
         if self._spans_slots:

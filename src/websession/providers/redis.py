@@ -245,6 +245,10 @@ class _RedisBase(RedisOps):
     config_parser: ClassVar[RedisConfigParser]
     #: Builds, holds and sends through this provider's clients.
     clients_class: ClassVar[type[RedisClients]]
+    # The value format, for the optional abilities (RedisOps).
+    _record_of = staticmethod(_record)
+    _ttl_of = staticmethod(_ttl_ms)
+    _value_of = staticmethod(_value)
 
     def __init__(self, config: Any = None, *, key_prefix: str | None = None) -> None:
         """``config`` is any ``providerConfig`` form (see :func:`parse_redis_config`) or a
