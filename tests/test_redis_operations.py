@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis.crc import key_slot
 from tests.redis_servers import (
     HOST,
     ClusterServers,
@@ -184,3 +185,27 @@ def test_expired_events_survive_a_restart_of_the_server(tmp_path: Path) -> None:
             wait_for(lambda: sid in seen, 10, "the expired event after a restart")
     finally:
         server.stop(kill=True)
+
+
+def test_expired_events_from_every_master_of_a_cluster(request: pytest.FixtureRequest) -> None:
+    cluster: ClusterServers = request.getfixturevalue("redis_cluster")
+    prefix = f"wsops:{uuid.uuid4().hex[:12]}:"
+    for server in cluster.masters:  # the test run's own cluster: its config is ours
+        with server.client() as client:
+            client.config_set("notify-keyspace-events", "Ex")
+    try:
+        config = {"providerConfig": {"save_path": cluster.seeds, "prefix": prefix},
+                  "maxLifetime": 1}
+        with Manager("redis_cluster", config) as manager:
+            seen: set[str] = set()
+            manager.on("expired", lambda count, ids: seen.update(ids))
+            sids = {_login(manager, "ann") for _ in range(12)}
+            keys = [f"{prefix}{sid}" for sid in sids]
+            slots = {key_slot(key.encode()) for key in keys}
+            assert len(slots) > 1  # spread over the cluster
+            wait_for(lambda: seen >= sids, 10, "an expired event for every session")
+            assert seen == sids
+    finally:
+        for server in cluster.masters:
+            with server.client() as client:
+                client.config_set("notify-keyspace-events", "")
