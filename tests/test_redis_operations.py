@@ -20,12 +20,16 @@ from tests.redis_servers import (
     HOST,
     ClusterServers,
     RedisServer,
+    SentinelServers,
     free_port,
     require_redis_binaries,
     wait_for,
 )
 from tests.servers import require_server
-from tests.test_redis_provider import redis_cluster  # noqa: F401 - the shared cluster
+from tests.test_redis_provider import (  # noqa: F401 - the run's shared servers
+    redis_cluster,
+    redis_sentinel,
+)
 
 from websession import Manager
 from websession.providers._redis_ops import INDEX_PREFIX, PRUNE_AT
@@ -207,5 +211,26 @@ def test_expired_events_from_every_master_of_a_cluster(request: pytest.FixtureRe
             assert seen == sids
     finally:
         for server in cluster.masters:
+            with server.client() as client:
+                client.config_set("notify-keyspace-events", "")
+
+
+def test_expired_events_from_the_master_sentinel_names(request: pytest.FixtureRequest) -> None:
+    sentinel: SentinelServers = request.getfixturevalue("redis_sentinel")
+    servers = [sentinel.master, sentinel.replica]  # either may be the master by now
+    for server in servers:  # the test run's own servers: their config is ours
+        with server.client() as client:
+            client.config_set("notify-keyspace-events", "Ex")
+    try:
+        config = {"providerConfig": f"{sentinel.addresses},100,,0,mymaster",
+                  "maxLifetime": 1}
+        with Manager("redis_sentinel", config) as manager:
+            seen: set[str] = set()
+            manager.on("expired", lambda count, ids: seen.update(ids))
+            sids = {_login(manager, "ann") for _ in range(3)}
+            wait_for(lambda: seen >= sids, 10, "an expired event for every session")
+            assert seen == sids
+    finally:
+        for server in servers:
             with server.client() as client:
                 client.config_set("notify-keyspace-events", "")
