@@ -154,14 +154,14 @@ return created
 """)
 
 # Many bindings at once (no cap): KEYS are owner key and user set for each; ARGV the span
-# (ms), the score, then user and sid for each. A session already bound to its user keeps
-# its place.
+# (ms), the score, then user and sid for each. A session already bound (to this user, or
+# to another: an ID the target had) is left as it is.
 _BIND_MANY = _script(f"""
 {_LATER}
 local span, score = ARGV[1], ARGV[2]
 for i = 1, #KEYS, 2 do
   local user, sid = ARGV[i + 2], ARGV[i + 3]
-  if redis.call('GET', KEYS[i]) ~= user then
+  if not redis.call('GET', KEYS[i]) then
     redis.call('SET', KEYS[i], user, 'PX', span)
     redis.call('ZADD', KEYS[i + 1], 'NX', later(KEYS[i + 1], score), sid)
     if redis.call('PTTL', KEYS[i + 1]) < tonumber(span) then
