@@ -80,7 +80,7 @@ Decoded = tuple[float, dict[str, Any], Lifetime | None]
 
 _PRIMITIVES = ("read", "create", "update", "touch", "delete", "count", "gc")
 # The optional abilities: a provider without them raises UnsupportedOperationError.
-_OPTIONAL = ("scan", "gc_ids", "bind", "sessions_of", "revoke_user")
+_OPTIONAL = ("scan", "gc_ids", "bind", "sessions_of", "revoke_user", "create_many")
 #: "The save leaves the session's user binding as it is."
 _UNCHANGED: Any = object()
 # One store operation in this many is timed: the first, then every 16th. Reading the clock
@@ -447,6 +447,11 @@ class Engine(ABC):
         headers.append(("Cache-Control", "no-store"))
         state.headers_sent()
 
+    def watch_expired(self) -> Callable[[], None] | None:
+        """Start reporting sessions the store expires by itself (``expired`` events);
+        return what stops it, or ``None`` if the store cannot (GC reports instead)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - an engine with nothing to release
         """Release what the engine's provider holds."""
 
@@ -649,6 +654,13 @@ class StoreEngine(Engine):
         removed: int = yield self._gc, ()
         return removed
 
+    def watch_expired(self) -> Callable[[], None] | None:
+        """Start the provider's report of the sessions its store expires by itself (Redis
+        keyspace notifications), counted and fired as GC's are; ``None`` if it has none."""
+        if not self.provider.can_watch_expired:
+            return None
+        return self.provider.watch_expired(self._expired)
+
     def _expired(self, removed: int | list[str]) -> int:
         count, ids = (removed, None) if isinstance(removed, int) else (len(removed), removed)
         self.counters.expired += count
@@ -695,6 +707,11 @@ class StoreEngine(Engine):
         return await self.arun(self._import(records))
 
     def _import(self, records: list[tuple[str, Record, str | None]]) -> Plan[int]:
+        if self.provider.can_create_many:  # a batch in a round trip or two
+            if not self.binds_users:
+                records = [(sid, record, None) for sid, record, _ in records]
+            many: int = yield self.provider.create_many, (records,)
+            return many
         created = 0
         for sid, record, user in records:
             if (yield self._create, (sid, record)):

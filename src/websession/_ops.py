@@ -26,7 +26,8 @@ EVENTS = {
     "regenerated": "the new ID and the old one",
     "destroyed": "the destroyed ID",
     "expired": "how many sessions a GC pass removed, and their IDs (a list) where the "
-               "provider reports them (memory, file, sqlite), else None",
+               "provider reports them (memory, file, sqlite, MySQL, PostgreSQL, and Redis from "
+               "its keyspace notifications), else None",
 }
 
 
