@@ -731,10 +731,9 @@ class StoreEngine(Engine):
         """The user a new record (a new session, or a regenerated one) must be bound to
         (``None``: to nobody), or :data:`_UNCHANGED`."""
         user = self.user_of(state.data)
-        if user is None and state.old_sid is None:
-            return _UNCHANGED  # a new session bound to nobody: nothing to index
-        return user
-
+        # A new record's ID (a regenerated one too) was never indexed: binding it to
+        # nobody would be a wasted round trip on every login.
+        return _UNCHANGED if user is None else user
 
     def _bound(self, sid: str, user: Any) -> Plan[None]:
         if user is not _UNCHANGED:
