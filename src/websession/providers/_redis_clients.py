@@ -258,6 +258,20 @@ class RedisClients(ABC):
         one."""
         return self.sync() if self.sync_only else self._in_loop().client
 
+    def tracking_connection(self) -> Any:
+        """A new, connected blocking connection to the server the blocking client sends
+        to (the master, for Sentinel), outside its pool: the client-side cache's
+        tracking connection (see :mod:`._redis_cache`)."""
+        pool = self.sync().connection_pool
+        # RESP2, whatever the data connections speak: invalidations then come as plain
+        # pub/sub messages, read the same way by every redis-py version. (redis-py 8's
+        # maintenance notifications, a pool-level handler, need RESP3: left out.)
+        kwargs = {name: value for name, value in pool.connection_kwargs.items()
+                  if not name.startswith("maint_notifications")}
+        connection = pool.connection_class(**kwargs, protocol=2)
+        connection.connect()
+        return connection
+
     # -- sending one command --------------------------------------------------------------
 
     def send(self, step: Step) -> Any:
