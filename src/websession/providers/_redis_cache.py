@@ -238,8 +238,7 @@ class RecordCache:
             self._reset(False)
 
     def _reset(self, live: bool) -> None:
-        if self._entries:
-            self.resets += 1
+        self.resets += 1
         self._entries.clear()
         self._flights.clear()  # results in flight are not trusted either
         self._bytes = 0
@@ -270,12 +269,16 @@ class Tracker:
     on any failure flushes the cache and reconnects.
 
     ``connect`` returns a new, connected redis-py (blocking) ``Connection`` to the server
-    the data goes to (for Sentinel, the current master).
+    the data goes to (for Sentinel, the current master); ``target`` names that server,
+    and is asked again at every ping: when it changes (a failover), tracking starts over
+    on the new one.
     """
 
-    def __init__(self, cache: RecordCache, connect: Callable[[], Any], prefix: str) -> None:
+    def __init__(self, cache: RecordCache, connect: Callable[[], Any], prefix: str,
+                 target: Callable[[], Any]) -> None:
         self.cache = cache
         self._connect = connect
+        self._target = target
         self._prefix = prefix
         self._stop = threading.Event()
         self._connection: Any = None
@@ -312,6 +315,7 @@ class Tracker:
             delay = min(delay * 2, 1.0)
 
     def _track(self) -> None:
+        target = self._target()
         connection = self._connection = self._connect()
         if self._stop.is_set():
             return
@@ -334,6 +338,8 @@ class Tracker:
                     cache.alive()
             elif time.monotonic() - cache.heard > LEASE:
                 raise ConnectionError("the tracking connection stopped answering")
+            elif self._target() != target:
+                raise ConnectionError("the master changed")
             else:
                 connection.send_command("PING")
 

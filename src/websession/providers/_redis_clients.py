@@ -272,6 +272,11 @@ class RedisClients(ABC):
         connection.connect()
         return connection
 
+    def tracking_target(self) -> Any:
+        """Where the data goes now, as :meth:`tracking_connection` would connect: a
+        tracking connection elsewhere is stale. One server: always the same."""
+        return None
+
     # -- sending one command --------------------------------------------------------------
 
     def send(self, step: Step) -> Any:
@@ -428,6 +433,12 @@ class SentinelClients(RedisClients):
                                         else driver.sentinel_connection))
         return sentinel.master_for(options.master_name,
                                    connection_pool_class=driver.sentinel_pool, **kwargs)
+
+    def tracking_target(self) -> Any:
+        """The master's address, as the sentinels name it now."""
+        pool = self.sync().connection_pool
+        find = getattr(pool, "get_master_address", None)  # not on an application's Redis
+        return None if find is None else find()
 
     def closing(self, client: Any) -> Plan[None]:
         """The master's client, then the sentinels' clients if we made the ``Sentinel``."""

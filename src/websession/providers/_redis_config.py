@@ -341,7 +341,8 @@ class ClusterConfigParser(RedisConfigParser):
             raise self.fail("a Redis Cluster is not reached through a unix socket",
                             "save_path")
         if options.client_cache.enabled:
-            raise self.fail("client-side caching is not available on a Redis Cluster",
+            raise self.fail("client_cache: client-side caching is not available on a Redis "
+                            "Cluster (tracking is per node)",
                             "client_cache")
 
 

@@ -227,8 +227,9 @@ class _CachedPlans:
         tracker = self._tracker
         if tracker is None or not tracker.current:
             # Racing first uses may each start one: the last wins, the others stop.
-            tracker = Tracker(RecordCache(self.settings), self._clients.tracking_connection,
-                              self._prefix)
+            clients = self._clients
+            tracker = Tracker(RecordCache(self.settings), clients.tracking_connection,
+                              self._prefix, clients.tracking_target)
             previous, self._tracker = self._tracker, tracker
             if previous is not None and previous.current:
                 previous.stop()
@@ -376,11 +377,17 @@ class _RedisBase(BaseProvider):
         return (options.client_cache.enabled
                 and not isinstance(options.client, ASYNC.redis.Redis | ASYNC.sentinel.Sentinel))
 
+    @property
+    def client_cache(self) -> RecordCache | None:
+        """The client-side cache (its tracking started), or ``None`` when caching is off."""
+        return None if self._caching is None else self._caching.cache()
+
     def cache_stats(self) -> dict[str, int | float | bool] | None:
         """The client-side cache's counters (hits, misses, hit rate, fills, evictions,
         invalidations, resets, entries, bytes, and whether it is live); ``None`` when
         caching is off."""
-        return None if self._caching is None else self._caching.cache().stats()
+        cache = self.client_cache
+        return None if cache is None else cache.stats()
 
     def configure(self, config: Any) -> None:
         """Apply the manager's ``providerConfig`` (any form :func:`parse_redis_config`
