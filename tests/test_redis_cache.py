@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from tests.test_redis_provider import (
     WSGIBrowser,
     _app_wsgi,
     _data_commands,
+    command_log,
     local_redis,
     prefix,
     private_redis,
@@ -34,22 +34,13 @@ from websession.providers.redis import (
     parse_redis_config,
 )
 
-__all__ = ["local_redis", "prefix", "private_redis", "redis_sentinel"]  # fixtures
+__all__ = ["command_log", "local_redis", "prefix", "private_redis", "redis_sentinel"]
 
 
 def _provider(address: str, prefix: str, **options: Any) -> RedisProvider:
     provider = RedisProvider({"save_path": address, "key_prefix": prefix, **options})
     wait_live(provider)
     return provider
-
-
-@pytest.fixture
-def command_log(private_redis: RedisServer) -> Iterator[CommandLog]:
-    log = CommandLog(private_redis)
-    try:
-        yield log
-    finally:
-        log.close()
 
 
 def _stats(provider: RedisProvider | RedisSentinelProvider) -> dict[str, Any]:
@@ -283,7 +274,7 @@ def test_a_lost_tracking_connection_flushes_the_cache(private_redis: RedisServer
         hits = _stats(provider)["hits"]
         record = provider.read(sid)
         assert record is not None and record.payload == b"v3"
-        assert _stats(provider)["hits"] == hits + 1
+        assert _stats(provider)["hits"] == hits + 1, _stats(provider)
     finally:
         provider.close()
 
