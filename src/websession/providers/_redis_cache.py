@@ -1,29 +1,35 @@
 """Client-side caching for the Redis providers: a bounded cache of session records kept
 true by Redis's server-assisted invalidation (``CLIENT TRACKING``, Redis 6+).
 
-One background thread per provider holds one *tracking connection*: it registers
-``CLIENT TRACKING ON REDIRECT <itself> BCAST PREFIX <key_prefix>`` and subscribes to
-``__redis__:invalidate``, so the server tells it the name of every key under the prefix
-that anyone changes (a write, a delete, an expiry, a flush), in the order the server ran
-them. It needs nothing from the data connections (no per-connection tracking, nothing to
-redo when a pool reconnects), which is why broadcast mode is used: every process hears
-of every session write, a few dozen bytes each.
+Each provider has one *tracking connection*, registered with ``CLIENT TRACKING ON
+REDIRECT <itself> BCAST PREFIX <key_prefix>`` and subscribed to
+``__redis__:invalidate``: the server sends it the name of every key under the prefix
+that anyone changes (a write, a delete, an expiry, a flush), in the order it ran them.
+Broadcast mode needs nothing from the data connections (no per-connection tracking to
+redo when a pool reconnects); the price is that every process hears of every session
+write, a few dozen bytes each.
+
+Invalidations are applied on the request path: before a lookup, the cache reads what
+the tracking socket holds (a non-blocking ``poll`` and ``recv``: no thread to wake per
+message), so an invalidation that has reached this machine is applied before any hit.
+A background thread only connects, pings a quiet connection every
+:data:`PING_INTERVAL` (applying what came meanwhile) and reconnects.
 
 What the cache guarantees (:class:`RecordCache`):
 
 * A hit is served only while the tracking connection is known alive: it answered within
-  :data:`LEASE` seconds (it is pinged every :data:`PING_INTERVAL`). A lost or silent
-  connection, a reconnect, a failover (Sentinel kills its clients) or a ``FLUSHALL``
-  flushes the cache, and nothing is cached again until tracking is re-established.
+  :data:`LEASE` seconds. A closed or silent connection, a reconnect, a failover (the
+  master the sentinels name changed) or a ``FLUSHALL`` flushes the cache, and nothing
+  is cached again until tracking is re-established.
 * A result (a read, or this process's own successful write) enters the cache only if no
-  invalidation of that key arrived while its command was in flight and no other command
-  on that key from this process overlapped it; otherwise the key is evicted. So an
-  invalidation processed before the result can never be lost behind it.
+  other command of this process on that key overlapped it and no invalidation that
+  could be for a later change arrived while it was in flight; otherwise the key is
+  evicted. An invalidation applied before a result can never be lost behind it.
 * This process's own writes invalidate its cache too (broadcast mode cannot tell who
-  wrote). Each successful write therefore *expects* one invalidation: the next one for
-  that key is taken as its own echo. Invalidations arrive in the order the server ran the
-  writes, and a write is counted only when none for the key arrived during its flight,
-  so the echo is always for a write at or before the cached one; any doubt evicts.
+  wrote). A write that got no invalidation of its key during its flight therefore
+  *expects* one: the next for that key is taken as its echo. Invalidations arrive in the
+  order the server ran the writes, so the echo is for a write at or before the cached
+  one; whenever that is not certain, the key is evicted instead.
 * A stale entry can never lose an update: writes are compare-and-set on the version, a
   conflict evicts the key, and the engine's re-read then goes to the server.
 
@@ -36,6 +42,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
+import ssl
 import threading
 import time
 from collections import OrderedDict
@@ -49,14 +57,17 @@ __all__ = ["LEASE", "PING_INTERVAL", "CacheSettings", "RecordCache", "Tracker"]
 
 log = logging.getLogger("websession")
 
-#: Seconds between pings of an otherwise quiet tracking connection.
+#: Seconds between pings of the tracking connection (and reads of it, if no request
+#: reads it meanwhile).
 PING_INTERVAL = 0.5
 #: A hit needs the tracking connection to have been heard from this recently (seconds):
 #: the most a silently dead connection can leave the cache serving.
 LEASE = 2.0
 #: What an entry costs beyond its payload and key (the record, the dict slot), in bytes.
 _ENTRY_OVERHEAD = 200
-_CHANNEL = "__redis__:invalidate"
+_CHANNEL = b"__redis__:invalidate"
+_PING = b"*1\r\n$4\r\nPING\r\n"
+_INCOMPLETE: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +110,8 @@ class RecordCache:
     """Session records this process read or wrote, kept true by invalidations.
 
     The request path calls :meth:`get` (a hit, or ``None``), :meth:`begin` before a
-    command on a key and :meth:`finish` after it; the :class:`Tracker` calls
-    :meth:`invalidate`, :meth:`opened` and :meth:`lost`.
+    command on a key and :meth:`finish` after it. The :class:`Tracker` hands it the
+    tracking socket (:meth:`opened`), and calls :meth:`tick` and :meth:`lost`.
     """
 
     def __init__(self, settings: CacheSettings) -> None:
@@ -110,7 +121,12 @@ class RecordCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._flights: dict[str, _Flight] = {}
         self._bytes = 0
-        self._live = False
+        # The tracking socket once handed over (non-blocking), its poller and what was
+        # read of it but not yet parsed; None while tracking is not established.
+        self._sock: Any = None
+        self._poll: Any = None
+        self._buffer = bytearray()
+        self._wake: Callable[[], None] = _nothing
         #: monotonic time the tracking connection was last heard from.
         self.heard = 0.0
         self.hits = self.misses = self.fills = self.evictions = 0
@@ -122,11 +138,14 @@ class RecordCache:
         """The cached live record under ``key`` whose idle refresh is not yet due; else
         ``None`` (read from the server)."""
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or not self._live or time.monotonic() - self.heard > LEASE:
+            if self._sock is None:
                 self.misses += 1
                 return None
-            if time.time() >= entry.refresh_at:  # refresh due (or past the deadline)
+            if self._poll.poll(0) or self._buffer:
+                self._drain()
+            entry = self._entries.get(key)
+            if (entry is None or time.time() >= entry.refresh_at  # refresh due, or gone
+                    or time.monotonic() - self.heard > LEASE):
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)
@@ -136,7 +155,7 @@ class RecordCache:
     def begin(self, key: str) -> _Flight | None:
         """Note a command on ``key`` about to be sent; pass the result to :meth:`finish`."""
         with self._lock:
-            if not self._live:
+            if self._sock is None:
                 return None
             flight = self._flights.get(key)
             if flight is None:
@@ -201,58 +220,122 @@ class RecordCache:
 
     # -- the tracking connection's side ---------------------------------------------------
 
-    def invalidate(self, keys: Iterable[str] | None) -> None:
-        """Someone changed ``keys`` (``None``: the whole database was flushed)."""
+    def opened(self, sock: Any, wake: Callable[[], None]) -> None:
+        """Tracking is (re-)established on ``sock`` (already subscribed): start empty,
+        read invalidations from it, and cache from now on. ``wake`` asks the tracker to
+        reconnect at once (called when the socket is found closed)."""
+        sock.setblocking(False)
+        poll = select.poll()
+        poll.register(sock, select.POLLIN)
         with self._lock:
+            self._reset()
+            self._sock, self._poll, self._wake = sock, poll, wake
             self.heard = time.monotonic()
-            if keys is None:
-                self._reset(self._live)
+
+    def tick(self, sock: Any) -> bool:
+        """Read what ``sock`` holds and ping it; ``False`` if it is no longer the live
+        tracking socket (lost, or silent past the lease)."""
+        with self._lock:
+            if self._sock is not sock:
+                return False
+            self._drain()
+            if self._sock is not sock:
+                return False
+            if time.monotonic() - self.heard > LEASE:
+                self._lose()
+                return False
+            try:
+                sock.send(_PING)
+            except (OSError, ssl.SSLError):
+                self._lose()
+                return False
+            return True
+
+    def lost(self, sock: Any = None) -> None:
+        """Tracking on ``sock`` (any, if ``None``) is over: flush, and cache nothing until
+        it is back."""
+        with self._lock:
+            if sock is None or self._sock is sock:
+                self._lose()
+
+    def _drain(self) -> None:
+        # The lock is held. Read and apply every whole message the socket holds.
+        sock, buffer = self._sock, self._buffer
+        while True:
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                break
+            except (OSError, ssl.SSLError):
+                data = b""
+            if not data:  # closed: everything cached may have changed unseen
+                self._lose()
                 return
-            flights = self._flights
-            for key in keys:
-                self.invalidations += 1
-                entry = self._entries.get(key)
-                if entry is not None and entry.expect:
-                    # The echo of a write of ours at or before the cached record (so,
-                    # too, for a command in flight: it began after that record).
-                    entry.expect -= 1
-                    continue
-                flight = flights.get(key)
-                if flight is not None:
-                    flight.seen += 1
-                self._evict(key)
+            buffer += data
+            if len(data) < 65536 and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                break
+        position = 0
+        try:
+            while True:
+                message, end = _parse(buffer, position)
+                if message is _INCOMPLETE:
+                    break
+                position = end
+                self._message(message)
+        except (ValueError, IndexError):  # not the protocol: start over
+            self._lose()
+            return
+        del buffer[:position]
 
-    def alive(self) -> None:
-        """The tracking connection answered."""
+    def _message(self, message: Any) -> None:
         self.heard = time.monotonic()
+        if isinstance(message, list) and message and message[0] == b"message":
+            keys = message[2]
+            if keys is None:  # FLUSHALL / FLUSHDB: tracking goes on
+                self._reset()
+            else:
+                self._invalidate([key.decode() for key in keys])
+        # Anything else is a pong: heard.
 
-    def opened(self) -> None:
-        """Tracking is (re-)established: start empty, and cache from now on."""
-        with self._lock:
-            self.heard = time.monotonic()
-            self._reset(True)
+    def _invalidate(self, keys: Iterable[str]) -> None:
+        flights = self._flights
+        for key in keys:
+            self.invalidations += 1
+            entry = self._entries.get(key)
+            if entry is not None and entry.expect:
+                # The echo of a write of ours at or before the cached record (so, too,
+                # for a command in flight: it began after that record was cached).
+                entry.expect -= 1
+                continue
+            flight = flights.get(key)
+            if flight is not None:
+                flight.seen += 1
+            self._evict(key)
 
-    def lost(self) -> None:
-        """Tracking is lost: flush, and cache nothing until it is back."""
-        with self._lock:
-            self._reset(False)
+    def _lose(self) -> None:
+        self._reset()
+        self._sock = self._poll = None
+        self._buffer.clear()
+        wake, self._wake = self._wake, _nothing
+        wake()
 
-    def _reset(self, live: bool) -> None:
+    def _reset(self) -> None:
         self.resets += 1
         self._entries.clear()
         self._flights.clear()  # results in flight are not trusted either
         self._bytes = 0
-        self._live = live
 
     @property
     def live(self) -> bool:
         """Whether the cache is in use (tracking established and recently heard from)."""
-        return self._live and time.monotonic() - self.heard <= LEASE
+        return self._sock is not None and time.monotonic() - self.heard <= LEASE
 
     def stats(self) -> dict[str, int | float | bool]:
-        """Hits, misses, hit rate, fills, evictions, invalidations, resets, and the
-        current entries and bytes."""
+        """Hits, misses, hit rate, fills, evictions, invalidations, resets (flushes), and
+        the current entries and bytes."""
         with self._lock:
+            if self._sock is not None:
+                self._drain()
             lookups = self.hits + self.misses
             return {
                 "live": self.live, "hits": self.hits, "misses": self.misses,
@@ -263,15 +346,50 @@ class RecordCache:
             }
 
 
-class Tracker:
-    """The background thread holding a cache's tracking connection: it connects, registers
-    broadcast tracking of ``prefix``, applies invalidations, pings a quiet connection, and
-    on any failure flushes the cache and reconnects.
+def _nothing() -> None:
+    pass
 
-    ``connect`` returns a new, connected redis-py (blocking) ``Connection`` to the server
-    the data goes to (for Sentinel, the current master); ``target`` names that server,
-    and is asked again at every ping: when it changes (a failover), tracking starts over
-    on the new one.
+
+def _parse(buffer: bytearray, position: int) -> tuple[Any, int]:
+    """One RESP2 value from ``buffer`` at ``position``: ``(value, end)``, or
+    ``(_INCOMPLETE, position)`` until the whole value is there. Only what a subscribed
+    connection receives: arrays, bulk strings, integers, simple strings."""
+    end = buffer.find(b"\r\n", position)
+    if end < 0:
+        return _INCOMPLETE, position
+    kind, line, start = buffer[position], bytes(buffer[position + 1:end]), end + 2
+    if kind == 42:  # *: an array
+        count = int(line)
+        if count < 0:
+            return None, start
+        items = []
+        for _ in range(count):
+            item, start = _parse(buffer, start)
+            if item is _INCOMPLETE:
+                return _INCOMPLETE, position
+            items.append(item)
+        return items, start
+    if kind == 36:  # $: a bulk string
+        size = int(line)
+        if size < 0:
+            return None, start
+        if len(buffer) < start + size + 2:
+            return _INCOMPLETE, position
+        return bytes(buffer[start:start + size]), start + size + 2
+    if kind in (43, 58):  # + or :
+        return line, start
+    raise ValueError(f"unexpected reply {bytes(buffer[position:end])!r}")
+
+
+class Tracker:
+    """The background thread that establishes a cache's tracking connection, pings it,
+    and reconnects (the cache flushed) whenever it is lost.
+
+    ``connect`` returns a new, connected redis-py (blocking, RESP2) ``Connection`` to
+    the server the data goes to (for Sentinel, the current master); ``target`` names that
+    server, and is asked again at every ping: when it changes (a failover), tracking
+    starts over on the new one. The connection's socket is handed to the cache once
+    subscribed (redis-py has read nothing on it beyond its own hand-shake's replies).
     """
 
     def __init__(self, cache: RecordCache, connect: Callable[[], Any], prefix: str,
@@ -279,9 +397,9 @@ class Tracker:
         self.cache = cache
         self._connect = connect
         self._target = target
-        self._prefix = prefix
+        self._prefix = prefix.encode()
         self._stop = threading.Event()
-        self._connection: Any = None
+        self._wake = threading.Event()
         self._pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name="websession-redis-tracking",
                                         daemon=True)
@@ -293,62 +411,73 @@ class Tracker:
         return self._pid == os.getpid()
 
     def stop(self) -> None:
-        """Stop the thread and close its connection; the cache is flushed."""
+        """Stop the thread (its connection closed) and flush the cache."""
         self._stop.set()
+        self._wake.set()
         self.cache.lost()
-        _disconnect(self._connection)
 
     def _run(self) -> None:
         delay = 0.05
         while not self._stop.is_set():
+            connection: Any = None
+            sock: Any = None
             try:
-                self._track()
+                target = self._target()
+                connection = self._connect()
+                sock = connection._sock  # redis-py has no public name for it
+                _subscribe(sock, self._prefix)
+                if self._stop.is_set():
+                    break
+                self._wake.clear()
+                self.cache.opened(sock, self._wake.set)
                 delay = 0.05
-            except Exception as exc:
-                self.cache.lost()
+                while not self._stop.is_set():
+                    self._wake.wait(PING_INTERVAL)
+                    if self._target() != target:
+                        log.info("redis client-side cache: the master changed, flushed")
+                        break
+                    if not self.cache.tick(sock):
+                        break
+            except Exception as exc:  # any failure: flush and reconnect
                 if not self._stop.is_set():
                     log.debug("redis client-side cache: tracking lost (%s)", exc)
             finally:
-                connection, self._connection = self._connection, None
-                _disconnect(connection)
+                self.cache.lost(sock)
+                if connection is not None:
+                    with contextlib.suppress(Exception):  # closing: nothing to report
+                        connection.disconnect()
             self._stop.wait(delay)
             delay = min(delay * 2, 1.0)
 
-    def _track(self) -> None:
-        target = self._target()
-        connection = self._connection = self._connect()
-        if self._stop.is_set():
-            return
-        cache = self.cache
-        connection.send_command("CLIENT", "ID")
-        client_id = connection.read_response()
-        connection.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST",
-                                "PREFIX", self._prefix)
-        connection.read_response()
-        connection.send_command("SUBSCRIBE", _CHANNEL)
-        connection.read_response()
-        cache.opened()
-        while not self._stop.is_set():
-            if connection.can_read(timeout=PING_INTERVAL):
-                message = connection.read_response()
-                if _text(message[0]) == "message":
-                    keys = message[2]
-                    cache.invalidate(None if keys is None else [_text(k) for k in keys])
-                else:  # a pong
-                    cache.alive()
-            elif time.monotonic() - cache.heard > LEASE:
-                raise ConnectionError("the tracking connection stopped answering")
-            elif self._target() != target:
-                raise ConnectionError("the master changed")
-            else:
-                connection.send_command("PING")
+
+def _subscribe(sock: Any, prefix: bytes) -> None:
+    """Register broadcast tracking of ``prefix`` redirected to this connection itself, and
+    subscribe it to the invalidations (blocking, on the connection's own timeout)."""
+    buffer = bytearray()
+
+    def reply() -> Any:
+        while True:
+            value, end = _parse(buffer, 0)
+            if value is not _INCOMPLETE:
+                del buffer[:end]
+                return value
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed during the tracking hand-shake")
+            buffer.extend(data)
+
+    sock.sendall(_command(b"CLIENT", b"ID"))
+    client_id = reply()
+    sock.sendall(_command(b"CLIENT", b"TRACKING", b"ON", b"REDIRECT", client_id, b"BCAST",
+                          b"PREFIX", prefix))
+    if reply() != b"OK":  # an error reply does not parse: ValueError
+        raise ConnectionError("CLIENT TRACKING was refused")
+    sock.sendall(_command(b"SUBSCRIBE", _CHANNEL))
+    reply()
+    if buffer:
+        raise ConnectionError("unexpected data after the tracking hand-shake")
 
 
-def _disconnect(connection: Any) -> None:
-    if connection is not None:
-        with contextlib.suppress(Exception):  # closing: nothing to report
-            connection.disconnect()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _command(*parts: bytes) -> bytes:
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p)
+                                             for p in parts)
