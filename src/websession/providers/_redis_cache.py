@@ -68,6 +68,8 @@ _ENTRY_OVERHEAD = 200
 _CHANNEL = b"__redis__:invalidate"
 _PING = b"*1\r\n$4\r\nPING\r\n"
 _INCOMPLETE: Any = object()
+#: How every invalidation begins: a pub/sub message on the channel, then the key array.
+_INVALIDATE = b"*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n" % (len(_CHANNEL), _CHANNEL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +356,10 @@ def _parse(buffer: bytearray, position: int) -> tuple[Any, int]:
     """One RESP2 value from ``buffer`` at ``position``: ``(value, end)``, or
     ``(_INCOMPLETE, position)`` until the whole value is there. Only what a subscribed
     connection receives: arrays, bulk strings, integers, simple strings."""
+    if buffer.startswith(_INVALIDATE, position):  # nearly every message: a flat loop
+        keys = _bulk_strings(buffer, position + len(_INVALIDATE))
+        if keys is not None:
+            return keys, keys[-1]
     end = buffer.find(b"\r\n", position)
     if end < 0:
         return _INCOMPLETE, position
@@ -448,6 +454,28 @@ class Tracker:
                         connection.disconnect()
             self._stop.wait(delay)
             delay = min(delay * 2, 1.0)
+
+
+def _bulk_strings(buffer: bytearray, position: int) -> list[Any] | None:
+    """After an invalidation's head: ``[b"message", channel, keys, end]`` if its key
+    array is whole and flat, else ``None`` (the general parser decides)."""
+    end = buffer.find(b"\r\n", position)
+    if end < 0 or buffer[position] != 42:
+        return None
+    count = int(buffer[position + 1:end])
+    keys: list[bytes] = []
+    start = end + 2
+    for _ in range(count):
+        end = buffer.find(b"\r\n", start)
+        if end < 0 or buffer[start] != 36:
+            return None
+        size = int(buffer[start + 1:end])
+        start = end + 2
+        if size < 0 or len(buffer) < start + size + 2:
+            return None
+        keys.append(bytes(buffer[start:start + size]))
+        start += size + 2
+    return [b"message", _CHANNEL, keys, start]
 
 
 def _subscribe(sock: Any, prefix: bytes) -> None:

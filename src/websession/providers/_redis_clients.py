@@ -65,7 +65,7 @@ UNKNOWN_SCRIPT = object()
 _POOL_POLL = 0.002
 #: The request path's commands, sent without ``execute_command`` where a topology allows.
 _DIRECT = frozenset({"EVALSHA", "EVAL", "SET", "DEL"})
-#: What :meth:`RedisClients._send_direct` answers to have a command sent the usual way.
+#: What :func:`_direct` answers to have a command sent the usual way.
 _RETRY = object()
 #: Errors redis-py's own retries cover: the command goes the usual way to meet them.
 _RETRIED_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
@@ -295,7 +295,7 @@ class RedisClients(ABC):
         """Send one command with the blocking client; return its reply."""
         command, options = step
         if self._direct and command[0] in _DIRECT:
-            reply = self._send_direct(command)
+            reply = drive(_direct(self.sync().connection_pool, command), _call)
             if reply is not _RETRY:
                 return reply
         deadline = 0.0
@@ -325,7 +325,7 @@ class RedisClients(ABC):
         limit = entry.limit
         try:
             if limit is None:
-                return await entry.client.execute_command(*command, **options)
+                return await self._aexecute(entry.client, command, options)
             if limit.locked():  # wait for a free slot, as a blocking pool waits
                 try:
                     async with asyncio.timeout(self.options.pool_timeout):
@@ -335,38 +335,19 @@ class RedisClients(ABC):
             else:
                 await limit.acquire()
             try:
-                return await entry.client.execute_command(*command, **options)
+                return await self._aexecute(entry.client, command, options)
             finally:
                 limit.release()
         except NoScriptError:
             return UNKNOWN_SCRIPT
 
-    def _send_direct(self, command: tuple[Any, ...]) -> Any:
-        """The request path's commands, straight over a pooled connection: redis-py's
-        ``execute_command`` spends about a quarter of a command's CPU on what these do
-        not need (reply callbacks, events, per-command retry set-up). Anything
-        unusual — a full pool, a dropped connection — answers :data:`_RETRY`, and the
-        command goes the usual way, with redis-py's retries."""
-        pool = self.sync().connection_pool
-        try:
-            connection = pool.get_connection()
-        except MaxConnectionsError:
-            return _RETRY
-        try:
-            connection.send_command(*command)
-            return connection.read_response()
-        except NoScriptError:
-            return UNKNOWN_SCRIPT
-        except redis.exceptions.ResponseError:
-            raise  # an error reply: the connection is fine
-        except _RETRIED_ERRORS:
-            connection.disconnect()
-            return _RETRY
-        except BaseException:
-            connection.disconnect()  # a reply may be left unread
-            raise
-        finally:
-            pool.release(connection)
+    async def _aexecute(self, client: Any, command: tuple[Any, ...],
+                        options: Mapping[str, Any]) -> Any:
+        if self._direct and command[0] in _DIRECT:
+            reply = await adrive(_direct(client.connection_pool, command), _acall)
+            if reply is not _RETRY:
+                return reply
+        return await client.execute_command(*command, **options)
 
     def _pool_exhausted(self) -> redis.exceptions.ConnectionError:
         return redis.exceptions.ConnectionError(
@@ -389,6 +370,69 @@ class RedisClients(ABC):
         client, entry.client, entry.limit = entry.client, None, None
         if client is not None and client is not self.options.client:
             await adrive(self.closing(client), ASYNC.close)
+
+
+# -- the request path's commands, straight over a pooled connection -------------------------
+#
+# redis-py's execute_command spends about a quarter of a command's CPU on what these
+# commands do not need (reply callbacks, events, per-command retry set-up, general
+# packing). _direct takes a connection from the pool, sends, reads and gives it back, as a
+# plan run by either mode; each step's failure comes back as a _Failed value, so that the
+# plan cleans up whatever the mode. Anything unusual (a full pool, a dropped connection)
+# answers _RETRY, and the command goes the usual way, with redis-py's retries.
+
+
+class _Failed(NamedTuple):
+    error: BaseException
+
+
+def _call(step: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
+    try:
+        return step[0](*step[1])
+    except BaseException as exc:  # handed to the plan, which cleans up and re-raises
+        return _Failed(exc)
+
+
+async def _acall(step: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
+    try:
+        return await step[0](*step[1])
+    except BaseException as exc:  # handed to the plan, which cleans up and re-raises
+        return _Failed(exc)
+
+
+def _direct(pool: Any, command: tuple[Any, ...]) -> Plan[Any]:
+    connection = yield pool.get_connection, ()
+    if connection.__class__ is _Failed:
+        if isinstance(connection.error, MaxConnectionsError):
+            return _RETRY  # the command was not sent: the usual way waits for one
+        raise connection.error
+    reply = yield connection.send_packed_command, ([_pack(command)],)
+    if reply.__class__ is not _Failed:
+        reply = yield connection.read_response, ()
+    if reply.__class__ is _Failed:
+        error = reply.error
+        if isinstance(error, NoScriptError):
+            reply = UNKNOWN_SCRIPT
+        elif not isinstance(error, redis.exceptions.ResponseError):  # else the link is fine
+            # Dropped, timed out or interrupted: a reply may be left unread.
+            yield connection.disconnect, ()
+            if isinstance(error, _RETRIED_ERRORS):
+                reply = _RETRY
+    yield pool.release, (connection,)
+    if reply.__class__ is _Failed:
+        raise reply.error
+    return reply
+
+
+def _pack(command: tuple[Any, ...]) -> bytes:
+    """``command`` as RESP: its arguments are str, bytes or int (redis-py's general
+    packing, for any type and encoding, costs several times more)."""
+    parts = [b"*%d\r\n" % len(command)]
+    for arg in command:
+        data = arg.encode() if arg.__class__ is str else b"%d" % arg if arg.__class__ is int \
+            else arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 class ServerClients(RedisClients):
