@@ -332,3 +332,30 @@ def test_the_cache_is_bounded_least_recently_used_first(local_redis: str,
         assert stats["entries"] == 1 and 600 < stats["bytes"] <= 1000
     finally:
         provider.close()
+
+
+def test_the_manager_reports_the_cache(local_redis: str, prefix: str) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from websession.metrics import register_prometheus
+
+    manager = Manager("redis", {"ProviderConfig": {"save_path": local_redis,
+                                                   "key_prefix": prefix}})
+    try:
+        wait_live(manager.provider)
+        browser = WSGIBrowser(WSGISessionMiddleware(_app_wsgi, manager))
+        browser.get("/write")
+        browser.get("/read")
+        stats = manager.stats()
+        assert stats["cache_hits"] == 1 and stats["cache_entries"] == 1
+        registry = CollectorRegistry()
+        register_prometheus(manager, registry)
+        exported = generate_latest(registry).decode()
+        assert 'websession_cache_hits_total{manager="default"} 1.0' in exported
+        assert 'websession_cache_entries{manager="default"} 1.0' in exported
+    finally:
+        manager.close()
+    uncached = Manager("redis", {"ProviderConfig": {"save_path": local_redis,
+                                                    "client_cache": False}})
+    assert "cache_hits" not in uncached.stats()
+    uncached.close()

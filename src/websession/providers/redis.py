@@ -19,6 +19,12 @@ Each primitive is a plan (:mod:`websession._plans`) of Redis commands, written o
 sync primitives run it over redis-py's blocking clients, their ``a``-prefixed twins over
 ``redis.asyncio`` (no threads). The clients live in :mod:`._redis_clients`, the
 configuration forms in :mod:`._redis_config`.
+
+``redis`` and ``redis_sentinel`` cache records client-side by default
+(:mod:`._redis_cache`, ``client_cache``): a record this process read or wrote and nobody
+changed since is read without a round trip, so a changing request costs one (the
+compare-and-set). With the cache, the plans are :class:`_CachedPlans`'s: the same
+commands, each a *flight* the cache checks before trusting its result.
 """
 
 from __future__ import annotations
@@ -382,6 +388,13 @@ class _RedisBase(BaseProvider):
         """The client-side cache (its tracking started), or ``None`` when caching is off."""
         return None if self._caching is None else self._caching.cache()
 
+    def stats(self) -> dict[str, int | float]:
+        """The client-side cache's counters for ``Manager.stats()``, each named
+        ``cache_…`` (none when caching is off)."""
+        stats = self.cache_stats()
+        return {} if stats is None else {f"cache_{name}": value
+                                         for name, value in stats.items()}
+
     def cache_stats(self) -> dict[str, int | float | bool] | None:
         """The client-side cache's counters (hits, misses, hit rate, fills, evictions,
         invalidations, resets, entries, bytes, and whether it is live); ``None`` when
@@ -489,7 +502,8 @@ class RedisProvider(_RedisBase):
     (``"127.0.0.1:6379,100,astaxie,0"``), beego's JSON (``save_path``, ``poolsize``,
     ``password``, ``db_num``, ``idle_timeout``, ``idle_check_frequency``,
     ``max_retries``) plus ``username``, ``key_prefix`` (default ``"websession:"``),
-    ``socket_timeout``, ``connect_timeout`` and ``pool_timeout``, a
+    ``socket_timeout``, ``connect_timeout``, ``pool_timeout`` and ``client_cache``
+    (``true``/``false``), ``client_cache_entries``, ``client_cache_bytes``, a
     ``redis://``/``rediss://``/``unix://`` URL, or a ``redis.Redis`` or
     ``redis.asyncio.Redis`` client the application owns (as the constructor argument or
     ``{"client": client}``). Connections are opened on first use, from a pool bounded by
@@ -497,7 +511,9 @@ class RedisProvider(_RedisBase):
     connection rather than open more.
 
     Round trips per request: none if the session is not used, one to read it (the read
-    also restores the idle deadline), one more to write it. :meth:`count`
+    also restores the idle deadline), one more to write it; with the client-side cache
+    (the default), none to read a record this process read or wrote and nobody changed
+    since, unless its idle refresh is due. :meth:`count`
     (``session_all``) walks the keyspace with ``SCAN``: O(keys in the database, not just
     sessions), 1000 keys per round trip — milliseconds for thousands of keys, seconds for
     tens of millions; keep sessions in their own database to make it cheap. :meth:`gc`
