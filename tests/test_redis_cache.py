@@ -359,3 +359,31 @@ def test_the_manager_reports_the_cache(local_redis: str, prefix: str) -> None:
                                                     "client_cache": False}})
     assert "cache_hits" not in uncached.stats()
     uncached.close()
+
+
+def test_a_forked_child_starts_a_cache_of_its_own(local_redis: str, prefix: str) -> None:
+    """gunicorn --preload: a provider used before the fork must not serve the parent's
+    entries in a child, where no thread keeps them true."""
+    import os
+
+    provider = _provider(local_redis, prefix)
+    sid = "c9" * 16
+    try:
+        assert provider.create(sid, Record(b"parent", time.time() + 3600, 1))
+        assert provider.read(sid) is not None and _stats(provider)["entries"] == 1
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status only
+            code = 1
+            try:
+                fresh = _stats(provider)
+                record = provider.read(sid)  # the server's, not the parent's entry
+                code = 0 if (fresh["entries"] == 0 and fresh["hits"] == 0 and record
+                             and record.payload == b"parent") else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert _stats(provider)["live"]  # the parent's tracking is untouched
+        assert provider.read(sid) is not None
+    finally:
+        provider.close()
