@@ -45,6 +45,7 @@ bench: $(STAMP) services
 	$(PY) -m bench.django_bench $(BENCH_FLAGS)
 	$(PY) -m bench.fastapi_bench $(BENCH_FLAGS)
 	$(PY) -m bench.aiohttp_bench $(BENCH_FLAGS)
+	$(PY) -m bench.ops_bench $(BENCH_FLAGS)
 	$(PY) -m bench.report
 
 clean:

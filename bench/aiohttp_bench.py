@@ -25,7 +25,6 @@ layers alone.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -38,7 +37,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 import redis.asyncio as aredis
 from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
@@ -50,8 +48,22 @@ from websession.aiohttp import setup as ws_setup
 from websession.providers.redis import RedisProvider
 
 from .client import CookieJar, RoundTripError, check_counter
-from .results import Collector, add_argument
-from .runner import Result, Settings, measure, package_version, parse_counts
+from .results import Collector
+from .runner import (
+    Result,
+    Settings,
+    alternate,
+    count_kept,
+    delete_keys,
+    measure,
+    package_version,
+    paired_ratio,
+    print_latencies,
+    print_settings,
+    print_throughput,
+    start_store_bench,
+    store_parser,
+)
 
 __all__ = ["main"]
 
@@ -220,26 +232,14 @@ async def _read_modify_write(peer: Peer, requests: int) -> float:
     return elapsed
 
 
-def _ratio(ours: Result, other: Result) -> float:
-    # Rounds of both ran back to back: a noisy moment slows both and mostly cancels out.
-    return statistics.median(o / p for o, p in zip(ours.rates, other.rates, strict=True))
-
-
 _collector = Collector("aiohttp", "python -m bench.aiohttp_bench", {})
 
 
 def _report(scenario_id: str, title: str, ours: Result, theirs: Result, bare: Result,
             goal: float) -> bool:
-    ratio = _ratio(ours, theirs)
-    met = ratio >= goal
-    print(title)
-    for result in (ours, theirs, bare):
-        print(f"  {result.name:<48} {result.median:>7,.0f} req/s median "
-              f"{result.best:>7,.0f} best")
-    print(f"  websession/aiohttp-session {ratio:.2f}x (median of {len(ours.rates)} paired "
-          f"rounds; goal >= {goal:g}x){'' if met else '  BELOW GOAL'}")
-    print(f"  the ceiling: no session layer at all is {_ratio(bare, theirs):.2f}x "
-          f"aiohttp-session, {_ratio(bare, ours):.2f}x websession")
+    met = print_throughput(title, ours, [(theirs, goal), (bare, None)], width=48)
+    print(f"  the ceiling: no session layer at all is {paired_ratio(bare, theirs):.2f}x "
+          f"aiohttp-session, {paired_ratio(bare, ours):.2f}x websession")
     trips = 1 if "read-only" in scenario_id else 2
     _collector.throughput(scenario_id, f"aiohttp: {title}", ours, [(theirs, goal), (bare, None)],
                           round_trips={ours.name: trips, theirs.name: trips, bare.name: 0},
@@ -271,36 +271,21 @@ async def _concurrently(client: Client, clients: int,
     return requests * clients / (time.perf_counter() - started), latencies
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def _concurrency_suite(peers: Sequence[Peer], settings: Settings,
                        runner: asyncio.Runner) -> bool:
     per_client = max(10, settings.requests // CONCURRENCY * 2)
     rounds = max(3, settings.rounds // 2)
-    rows: dict[str, list[tuple[float, list[float]]]] = {p.name: [] for p in peers}
     for peer in peers:  # warm-up: connections opened, scripts loaded
         runner.run(_concurrently(peer.client, CONCURRENCY, 3))
-    for round_no in range(rounds):
-        order = peers if round_no % 2 == 0 else list(reversed(peers))
-        for peer in order:
-            rows[peer.name].append(runner.run(
-                _concurrently(peer.client, CONCURRENCY, per_client)))
+
+    def clients(peer: Peer) -> Callable[[], tuple[float, list[float]]]:
+        return lambda: runner.run(_concurrently(peer.client, CONCURRENCY, per_client))
+
+    rows = alternate([(peer.name, clients(peer)) for peer in peers], rounds)
     print(f"{CONCURRENCY} concurrent clients, read-modify-write ({per_client} requests each, "
           f"{rounds} rounds)")
-    summary: list[dict[str, Any]] = []
-    p99s: list[float] = []
-    for peer in peers:
-        rates = [rate for rate, _ in rows[peer.name]]
-        latencies = [lat for _, lats in rows[peer.name] for lat in lats]
-        p50, p99 = _percentile(latencies, 0.5) * 1000, _percentile(latencies, 0.99) * 1000
-        p99s.append(p99)
-        summary.append({"name": peer.name, "ours": peer is peers[0], "rates": rates,
-                        "p50_ms": p50, "p99_ms": p99})
-        print(f"  {peer.name:<44} {statistics.median(rates):>7,.0f} req/s median"
-              f"   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
+    summary = print_latencies(rows, width=44)
+    p99s = [float(row["p99_ms"]) for row in summary]
     ratio = statistics.median(o / t for (o, _), (t, _) in zip(
         rows[peers[0].name], rows[peers[1].name], strict=True))
     met = p99s[0] <= p99s[1]
@@ -330,63 +315,31 @@ async def _keys_burst(client: Client, requests: int) -> int:
 def _keys_suite(peers: Sequence[Peer], runs: int, runner: asyncio.Runner) -> None:
     print(f"Keys kept: {KEYS_REQUESTS} concurrent requests on one session, each setting its "
           f"own key after {WORK_SECONDS * 1000:.0f} ms of work; {runs} bursts each")
-    kept: dict[str, list[int]] = {}
-    for peer in peers:
-        kept[peer.name] = [runner.run(_keys_burst(peer.client, KEYS_REQUESTS))
-                           for _ in range(runs)]
-        print(f"  {peer.name:<44} kept {statistics.median(kept[peer.name]):>4g} of "
-              f"{KEYS_REQUESTS} (runs: {', '.join(map(str, kept[peer.name]))})")
-    # Kept out of the charted scenarios: bench.report draws one keys chart, keys_bench's.
-    _collector.extra["keys_kept"] = {"requests": KEYS_REQUESTS, "runs": kept}
+
+    def burst(peer: Peer) -> Callable[[], int]:
+        return lambda: runner.run(_keys_burst(peer.client, KEYS_REQUESTS))
+
+    count_kept([(peer.name, burst(peer)) for peer in peers], runs, KEYS_REQUESTS, _collector)
 
 
 # -- entry point --------------------------------------------------------------------------
 
 
-def _cleanup(url: str, prefix: str) -> None:
-    with redis.Redis.from_url(url) as client:
-        keys = [*client.scan_iter(match=f"{prefix}*", count=1000),
-                *client.scan_iter(match=f"{COOKIE}_{prefix}*", count=1000)]
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start:start + 500])
-
-
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.aiohttp_bench",
-        description="aiohttp + websession against aiohttp + aiohttp-session's RedisStorage, "
-                    "on one Redis.",
-    )
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL")
-    parser.add_argument("--quick", action="store_true", help="a short run")
-    parser.add_argument("--rounds", type=int, help="timed rounds per peer")
-    parser.add_argument("--requests", type=int, help="requests per round")
-    parser.add_argument("--check", action="store_true",
-                        help="exit with status 1 if a goal is missed")
-    add_argument(parser)
-    return parse_counts(parser, argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(argv)
-    base = QUICK if args.quick else FULL
-    settings = Settings(rounds=args.rounds or base.rounds,
-                        requests=args.requests or base.requests,
-                        warmup=min(base.warmup, args.requests or base.warmup))
-    try:
-        with redis.Redis.from_url(args.redis, socket_connect_timeout=2) as probe:
-            server = probe.info("server")["redis_version"]
-    except redis.RedisError as exc:
-        print(f"Redis is not reachable at {args.redis}: {exc}", file=sys.stderr)
+    started = start_store_bench(store_parser(
+        "python -m bench.aiohttp_bench",
+        "aiohttp + websession against aiohttp + aiohttp-session's RedisStorage, on one "
+        "Redis."), argv, FULL, QUICK)
+    if started is None:
         return 2
+    args, settings, server = started
     # aiohttp-session keeps its state under plain string keys, which aiohttp 3.14 warns
     # about once per key; the warning is not what is measured.
     warnings.filterwarnings("ignore", category=web.NotAppKeyWarning)
     v = package_version
     print(f"websession {v('websession')} vs aiohttp-session {v('aiohttp-session')} "
           f"(aiohttp {v('aiohttp')}, redis-py {v('redis')}, Redis {server})")
-    print(f"{settings.rounds} rounds x {settings.requests:,} requests per peer, peers "
-          "alternating; each ratio is the median of per-round ratios\n")
+    print_settings(settings)
     _collector.settings = {"rounds": settings.rounds, "requests": settings.requests,
                            "quick": args.quick, "concurrency": CONCURRENCY}
     _collector.extra["redis_server"] = server
@@ -423,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runner.run(peer.client.close())
             runner.run(theirs_client.aclose())
             runner.run(manager.aclose())
-            _cleanup(args.redis, prefix)
+            delete_keys(args.redis, f"{prefix}*", f"{COOKIE}_{prefix}*")
     _collector.write(args.results)
     return 1 if args.check and not met else 0
 

@@ -27,10 +27,8 @@ the number of requests, the read value never changed).
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -43,8 +41,20 @@ import redis
 
 from .client import CookieJar, RoundTripError, check_counter
 from .keys_bench import REQUESTS, WORK_SECONDS, wsgi_burst
-from .results import Collector, add_argument
-from .runner import Result, Settings, Timer, measure, package_version, parse_counts
+from .results import Collector
+from .runner import (
+    Result,
+    Settings,
+    Timer,
+    delete_keys,
+    measure,
+    package_version,
+    print_kept,
+    print_settings,
+    print_throughput,
+    start_store_bench,
+    store_parser,
+)
 from .wsgi import _BASE_ENVIRON
 
 __all__ = ["main"]
@@ -229,26 +239,9 @@ _ROUND_TRIPS = {
 }
 
 
-def _ratio(ours: Result, other: Result) -> float:
-    # Rounds of both ran back to back: a noisy moment slows both and mostly cancels out.
-    return statistics.median(o / p for o, p in zip(ours.rates, other.rates, strict=True))
-
-
 def _report(scenario_id: str, title: str, ours: Result,
             others: Sequence[tuple[Result, float | None]], notes: str) -> bool:
-    met = True
-    print(title)
-    print(f"  {ours.name:<66} {ours.median:>7,.0f} req/s median {ours.best:>7,.0f} best")
-    for other, goal in others:
-        ratio = _ratio(ours, other)
-        if goal is None:
-            verdict = "(no goal: explains the figures)"
-        else:
-            ok = ratio >= goal
-            met &= ok
-            verdict = f"(goal >= {goal:g}x){'' if ok else '  BELOW GOAL'}"
-        print(f"  {other.name:<66} {other.median:>7,.0f} req/s median {other.best:>7,.0f} "
-              f"best   websession/it {ratio:.2f}x {verdict}")
+    met = print_throughput(title, ours, others, width=66)
     _collector.throughput(scenario_id, title, ours, others, round_trips=_ROUND_TRIPS,
                           notes=notes)
     return met
@@ -293,8 +286,7 @@ def _keys(peers: Sequence[tuple[str, str, App]], runs: int) -> None:
                 raise RoundTripError(f"{library} ({store}): the session itself was lost")
             counts.append(sum(1 for k in keys if k[:1] == "k" and k[1:].isdigit()))
         name = f"{library} (Django, {store})"
-        print(f"  {name:<58} kept {statistics.median(counts):>4g} of {REQUESTS} "
-              f"(runs: {', '.join(map(str, counts))})")
+        print_kept(name, counts, REQUESTS, width=58)
         rows.append({"name": name, "library": library, "framework": "Django", "store": store,
                      "ours": library == "websession", "kept": counts})
     _collector.keys_kept(
@@ -304,49 +296,22 @@ def _keys(peers: Sequence[tuple[str, str, App]], runs: int) -> None:
               "the last cookie it receives")
 
 
-def _cleanup(url: str, tag: str) -> None:
-    with redis.Redis.from_url(url) as client:
-        keys = list(client.scan_iter(match=f"bench:{tag}:*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start:start + 500])
-
-
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.django_bench",
-        description="websession as Django's session engine against Django's cache backend "
-                    "on RedisCache (same Redis), and concurrent keys kept against Django's "
-                    "db and cache backends.",
-    )
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL")
-    parser.add_argument("--quick", action="store_true", help="a short run")
-    parser.add_argument("--rounds", type=int, help="timed rounds per peer")
-    parser.add_argument("--requests", type=int, help="requests per round")
-    parser.add_argument("--runs", type=int, help=f"keys-kept bursts per peer (default {RUNS})")
-    parser.add_argument("--check", action="store_true",
-                        help="exit with status 1 if a goal is missed")
-    add_argument(parser)
-    return parse_counts(parser, argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(argv)
-    base = QUICK if args.quick else FULL
-    settings = Settings(rounds=args.rounds or base.rounds,
-                        requests=args.requests or base.requests,
-                        warmup=min(base.warmup, args.requests or base.warmup))
-    runs = args.runs or (QUICK_RUNS if args.quick else RUNS)
-    try:
-        with redis.Redis.from_url(args.redis, socket_connect_timeout=2) as probe:
-            server = probe.info("server")["redis_version"]
-    except redis.RedisError as exc:
-        print(f"Redis is not reachable at {args.redis}: {exc}", file=sys.stderr)
+    parser = store_parser(
+        "python -m bench.django_bench",
+        "websession as Django's session engine against Django's cache backend on "
+        "RedisCache (same Redis), and concurrent keys kept against Django's db and cache "
+        "backends.")
+    parser.add_argument("--runs", type=int, help=f"keys-kept bursts per peer (default {RUNS})")
+    started = start_store_bench(parser, argv, FULL, QUICK)
+    if started is None:
         return 2
+    args, settings, server = started
+    runs = args.runs or (QUICK_RUNS if args.quick else RUNS)
     v = package_version
     print(f"websession {v('websession')} vs Django {v('django')} (redis-py "
           f"{redis.__version__}, Redis {server})")
-    print(f"{settings.rounds} rounds x {settings.requests:,} requests per peer, peers "
-          "alternating; each ratio is the median of per-round ratios\n")
+    print_settings(settings)
     _collector.settings = {"rounds": settings.rounds, "requests": settings.requests,
                            "runs": runs, "quick": args.quick}
     _collector.extra["redis_server"] = server
@@ -362,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    ("Django", "cache on RedisCache", cache)], runs)
         finally:
             close_manager()
-            _cleanup(args.redis, tag)
+            delete_keys(args.redis, f"bench:{tag}:*")
     _collector.write(args.results)
     return 1 if args.check and not met else 0
 

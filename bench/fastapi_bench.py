@@ -24,10 +24,8 @@ Scenarios, peers alternating round by round, each verdict the median of per-roun
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -45,8 +43,22 @@ from websession.fastapi import SessionMiddleware, load_session
 from . import asgi
 from .client import CookieJar, RoundTripError, check_counter
 from .keys_bench import WORK_SECONDS, _kept, asgi_burst
-from .results import Collector, add_argument
-from .runner import Result, Settings, measure, package_version, parse_counts
+from .results import Collector
+from .runner import (
+    Result,
+    Settings,
+    alternate,
+    count_kept,
+    delete_keys,
+    measure,
+    package_version,
+    percentile,
+    print_latencies,
+    print_settings,
+    print_throughput,
+    start_store_bench,
+    store_parser,
+)
 
 __all__ = ["main"]
 
@@ -207,30 +219,12 @@ async def _concurrently(app: asgi.ASGIApp, requests: int) -> tuple[float, list[f
     return requests * CONCURRENCY / (time.perf_counter() - started), latencies
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 # -- reporting ----------------------------------------------------------------------------
-
-
-def _ratio(ours: Result, other: Result) -> float:
-    # Rounds of both ran back to back: a noisy moment slows both and mostly cancels out.
-    return statistics.median(o / p for o, p in zip(ours.rates, other.rates, strict=True))
 
 
 def _throughput(collector: Collector, scenario: str, title: str, ours: Result,
                 theirs: Result, goal: float) -> bool:
-    ratio = _ratio(ours, theirs)
-    met = ratio >= goal
-    print(title)
-    print(f"  {ours.name:<44} {ours.median:>7,.0f} req/s median {ours.best:>7,.0f} best")
-    print(f"  {theirs.name:<44} {theirs.median:>7,.0f} req/s median {theirs.best:>7,.0f} best")
-    low, high = min(o / p for o, p in zip(ours.rates, theirs.rates, strict=True)), max(
-        o / p for o, p in zip(ours.rates, theirs.rates, strict=True))
-    print(f"  websession / starsessions: {ratio:.2f}x (rounds {low:.2f}-{high:.2f}; "
-          f"goal >= {goal:g}x){'' if met else '  BELOW GOAL'}")
+    met = print_throughput(title, ours, [(theirs, goal)], width=44)
     collector.throughput(scenario, f"FastAPI on Redis: {title}", ours, [(theirs, goal)],
                          notes="in-process ASGI calls to a FastAPI app, the Redis server on "
                                "127.0.0.1; each side takes its session from a dependency")
@@ -261,28 +255,19 @@ def _throughput_suites(apps: dict[str, asgi.ASGIApp], settings: Settings,
 def _concurrency_suite(apps: dict[str, asgi.ASGIApp], settings: Settings,
                        runner: asyncio.Runner, collector: Collector) -> bool:
     per_client = max(10, settings.requests // CONCURRENCY * 2)
-    rows: dict[str, list[tuple[float, list[float]]]] = {name: [] for name in apps}
     names = list(apps)
-    for round_no in range(max(3, settings.rounds // 2)):
-        for name in names if round_no % 2 == 0 else names[::-1]:
-            rows[name].append(runner.run(_concurrently(apps[name], per_client)))
+
+    def clients(name: str) -> Callable[[], tuple[float, list[float]]]:
+        return lambda: runner.run(_concurrently(apps[name], per_client))
+
+    rows = alternate([(name, clients(name)) for name in names], max(3, settings.rounds // 2))
     print(f"{CONCURRENCY} concurrent clients on one event loop, read-modify-write "
           f"({per_client} requests each, {len(rows[names[0]])} rounds)")
-    series: list[dict[str, Any]] = []
-    p99s: list[float] = []
-    for name in names:
-        rates = [rate for rate, _ in rows[name]]
-        latencies = [lat for _, lats in rows[name] for lat in lats]
-        p50, p99 = _percentile(latencies, 0.5) * 1000, _percentile(latencies, 0.99) * 1000
-        print(f"  {name:<44} {statistics.median(rates):>7,.0f} req/s median"
-              f"   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
-        series.append({"name": name, "ours": name == names[0], "rates": rates,
-                       "p50_ms": p50, "p99_ms": p99})
-        p99s.append(p99)
-    ratio = p99s[1] / p99s[0]
+    series = print_latencies(rows, width=44)
+    ratio = float(series[1]["p99_ms"]) / float(series[0]["p99_ms"])
     met = ratio >= 1.0
     per_round = [
-        _percentile(t, 0.99) / _percentile(o, 0.99)
+        percentile(t, 0.99) / percentile(o, 0.99)
         for (_, o), (_, t) in zip(rows[names[0]], rows[names[1]], strict=True)]
     print(f"  p99: starsessions / websession {ratio:.2f}x (rounds "
           f"{min(per_round):.2f}-{max(per_round):.2f}; goal >= 1: websession no slower)"
@@ -298,53 +283,30 @@ def _keys_suite(apps: dict[str, asgi.ASGIApp], runs: int, runner: asyncio.Runner
                 collector: Collector) -> None:
     print(f"Keys kept: {KEYS_REQUESTS} concurrent requests on one session, each setting its "
           f"own key after {WORK_SECONDS * 1000:.0f} ms of work ({runs} bursts)")
-    kept: dict[str, list[int]] = {}
-    for name, app in apps.items():
-        kept[name] = [len(_kept(name, runner.run(asgi_burst(app, KEYS_REQUESTS)),
-                                KEYS_REQUESTS)) for _ in range(runs)]
-        print(f"  {name:<44} kept {statistics.median(kept[name]):>4g} of {KEYS_REQUESTS} "
-              f"(runs: {', '.join(map(str, kept[name]))})")
-    # Kept beside the other figures, not as a keys_kept scenario: bench.report draws one
-    # keys chart, bench.keys_bench's.
-    collector.extra["keys_kept"] = {"requests": KEYS_REQUESTS, "runs": kept}
+
+    def burst(name: str) -> Callable[[], int]:
+        return lambda: len(_kept(name, runner.run(asgi_burst(apps[name], KEYS_REQUESTS)),
+                                 KEYS_REQUESTS))
+
+    count_kept([(name, burst(name)) for name in apps], runs, KEYS_REQUESTS, collector)
 
 
 # -- entry point --------------------------------------------------------------------------
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.fastapi_bench",
-        description="FastAPI + websession against FastAPI + starsessions' RedisStore, on a "
-                    "real Redis, in-process ASGI calls.")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL")
-    parser.add_argument("--quick", action="store_true", help="a short run")
-    parser.add_argument("--rounds", type=int, help="timed rounds per peer")
-    parser.add_argument("--requests", type=int, help="requests per round")
-    parser.add_argument("--check", action="store_true",
-                        help="exit with status 1 if a goal is missed")
-    add_argument(parser)
-    return parse_counts(parser, argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(argv)
-    base = QUICK if args.quick else FULL
-    settings = Settings(rounds=args.rounds or base.rounds,
-                        requests=args.requests or base.requests,
-                        warmup=min(base.warmup, args.requests or base.warmup))
-    try:
-        with redis.Redis.from_url(args.redis, socket_connect_timeout=2) as probe:
-            server = probe.info("server")["redis_version"]
-    except redis.RedisError as exc:
-        print(f"Redis is not reachable at {args.redis}: {exc}", file=sys.stderr)
+    started = start_store_bench(store_parser(
+        "python -m bench.fastapi_bench",
+        "FastAPI + websession against FastAPI + starsessions' RedisStore, on a real Redis, "
+        "in-process ASGI calls."), argv, FULL, QUICK)
+    if started is None:
         return 2
+    args, settings, server = started
     v = package_version
     print(f"websession {v('websession')} vs starsessions {v('starsessions')}: FastAPI "
           f"{v('fastapi')} (starlette {v('starlette')}), redis-py {redis.__version__}, "
           f"Redis {server}")
-    print(f"{settings.rounds} rounds x {settings.requests:,} requests per peer, peers "
-          "alternating; each ratio is the median of per-round ratios\n")
+    print_settings(settings)
     tag = f"bench:fastapi:{os.getpid()}:"
     collector = Collector("fastapi", "python -m bench.fastapi_bench", {
         "rounds": settings.rounds, "requests": settings.requests, "quick": args.quick,
@@ -367,10 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             runner.run(client.aclose())
             runner.run(manager.aclose())
-            with redis.Redis.from_url(args.redis) as cleaner:
-                keys = list(cleaner.scan_iter(match=tag + "*", count=1000))
-                for start in range(0, len(keys), 500):
-                    cleaner.delete(*keys[start:start + 500])
+            delete_keys(args.redis, tag + "*")
     collector.write(args.results)
     return 1 if args.check and not met else 0
 

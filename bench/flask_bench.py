@@ -22,9 +22,7 @@ that the session carried its counter or token.
 
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -37,8 +35,19 @@ from flask.typing import ResponseReturnValue
 
 from .client import CookieJar, RoundTripError, check_counter
 from .keys_bench import WORK_SECONDS, _kept, wsgi_burst
-from .results import Collector, add_argument
-from .runner import Result, Settings, measure, package_version, parse_counts
+from .results import Collector
+from .runner import (
+    Result,
+    Settings,
+    delete_keys,
+    measure,
+    package_version,
+    print_kept,
+    print_settings,
+    print_throughput,
+    start_store_bench,
+    store_parser,
+)
 from .wsgi import _BASE_ENVIRON
 
 __all__ = ["main"]
@@ -182,25 +191,9 @@ _ROUND_TRIPS = {
 }
 
 
-def _ratio(ours: Result, other: Result) -> float:
-    return statistics.median(o / p for o, p in zip(ours.rates, other.rates, strict=True))
-
-
 def _report(scenario_id: str, title: str, ours: Result,
             others: Sequence[tuple[Result, float | None]], notes: str) -> bool:
-    met = True
-    print(title)
-    print(f"  {ours.name:<58} {ours.median:>7,.0f} req/s median {ours.best:>7,.0f} best")
-    for other, goal in others:
-        ratio = _ratio(ours, other)
-        if goal is None:
-            verdict = "(no goal: explains the figures)"
-        else:
-            ok = ratio >= goal
-            met &= ok
-            verdict = f"(goal >= {goal:g}x){'' if ok else '  BELOW GOAL'}"
-        print(f"  {other.name:<58} {other.median:>7,.0f} req/s median {other.best:>7,.0f} best"
-              f"   websession/it {ratio:.2f}x {verdict}")
+    met = print_throughput(title, ours, others, width=58)
     _collector.throughput(scenario_id, title, ours, others,
                           round_trips=_ROUND_TRIPS["ro" if "read-only" in scenario_id else "rmw"],
                           notes=notes)
@@ -245,53 +238,25 @@ def keys_suite(url: str, tag: str, runs: int) -> dict[str, list[int]]:
                           for _ in range(runs)]
         finally:
             close()
-        print(f"  {name:<58} kept {statistics.median(kept[name]):>4g} of {KEYS_REQUESTS} "
-              f"(runs: {', '.join(map(str, kept[name]))})")
+        print_kept(name, kept[name], KEYS_REQUESTS, width=58)
     return kept
-
-
-def _cleanup(url: str, tag: str) -> None:
-    with redis.Redis.from_url(url) as client:
-        keys = list(client.scan_iter(match=f"bench:{tag}:*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start:start + 500])
 
 
 # -- entry point --------------------------------------------------------------------------------
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.flask_bench",
-        description="A Flask app on websession against Flask-Session, both on a real Redis.",
-    )
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL")
-    parser.add_argument("--quick", action="store_true", help="a short run")
-    parser.add_argument("--rounds", type=int, help="timed rounds per peer")
-    parser.add_argument("--requests", type=int, help="requests per round")
-    parser.add_argument("--check", action="store_true",
-                        help="exit with status 1 if a goal is missed")
-    add_argument(parser)
-    return parse_counts(parser, argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(argv)
-    base = QUICK if args.quick else FULL
-    settings = Settings(rounds=args.rounds or base.rounds,
-                        requests=args.requests or base.requests,
-                        warmup=min(base.warmup, args.requests or base.warmup))
-    try:
-        with redis.Redis.from_url(args.redis, socket_connect_timeout=2) as probe:
-            server = probe.info("server")["redis_version"]
-    except redis.RedisError as exc:
-        print(f"Redis is not reachable at {args.redis}: {exc}", file=sys.stderr)
+    started = start_store_bench(store_parser(
+        "python -m bench.flask_bench",
+        "A Flask app on websession against Flask-Session, both on a real Redis."),
+        argv, FULL, QUICK)
+    if started is None:
         return 2
+    args, settings, server = started
     v = package_version
     print(f"websession {v('websession')} vs Flask-Session {v('flask-session')} (Flask "
           f"{v('flask')}, redis-py {redis.__version__}, Redis {server})")
-    print(f"{settings.rounds} rounds x {settings.requests:,} requests per peer, peers "
-          "alternating; each ratio is the median of per-round ratios\n")
+    print_settings(settings)
     tag = f"flask{os.getpid()}"
     runs = QUICK_KEYS_RUNS if args.quick else KEYS_RUNS
     _collector.settings = {"rounds": settings.rounds, "requests": settings.requests,
@@ -306,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the keys bench's.
         _collector.extra["keys_kept"] = keys_suite(args.redis, tag, runs)
     finally:
-        _cleanup(args.redis, tag)
+        delete_keys(args.redis, f"bench:{tag}:*")
     _collector.write(args.results)
     return 1 if args.check and not met else 0
 

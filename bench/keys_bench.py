@@ -32,7 +32,6 @@ import os
 import re
 import secrets
 import socket
-import statistics
 import sys
 import tempfile
 import threading
@@ -48,7 +47,7 @@ import websession
 from . import asgi
 from .client import CookieJar, RoundTripError
 from .results import Collector, add_argument
-from .runner import package_version
+from .runner import package_version, print_kept
 from .wsgi import _BASE_ENVIRON
 
 __all__ = ["Peer", "main"]
@@ -677,8 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             finally:
                 peer.close()
-            print(f"  {peer.name:<58} kept {statistics.median(counts):>4g} of {requests} "
-                  f"(runs: {', '.join(map(str, counts))}; {elapsed:.1f} s)")
+            print_kept(peer.name, counts, requests, width=58, extra=f"; {elapsed:.1f} s")
             rows.append({"name": peer.name, "library": peer.library,
                          "framework": peer.framework, "store": peer.store, "ours": peer.ours,
                          "kept": counts})

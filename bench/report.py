@@ -35,6 +35,7 @@ BENCH_TITLES = {
     "redis": "Redis (`python -m bench.redis_bench`)",
     "sql": "MariaDB and PostgreSQL (`python -m bench.sql_bench`)",
     "fastapi": "FastAPI on Redis (`python -m bench.fastapi_bench`)",
+    "ops_bench": "Operations: migrate, list, revoke (`python -m bench.ops_bench`)",
 }
 OURS = "#1a64c8"
 PEER = "#8b949e"
@@ -528,6 +529,11 @@ def render(report: Report, docs_dir: Path) -> tuple[str, str]:
                 md += [f"| {s['name']} | {statistics.median(s['rates']):,.0f} | "
                        f"{min(s['rates']):,.0f}{DASH}{max(s['rates']):,.0f} | "
                        f"{s['p50_ms']:.2f} ms | {s['p99_ms']:.2f} ms |" for s in scenario["series"]]
+                md.append("")
+            elif kind == "operations":
+                md += ["| operation | figure | |", "|---|---:|---|"]
+                md += [f"| {row['name'].strip()} | {row['value']:,.1f} {row['unit']} | "
+                       f"{row['note']} |" for row in scenario["rows"]]
                 md.append("")
             elif kind == "keys_kept":
                 chart_keys(scenario, charts / "keys-kept.svg")

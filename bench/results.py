@@ -13,7 +13,8 @@ Scenario kinds, each a JSON object with ``id``, ``title``, ``kind`` and ``notes`
 * ``latency``: ``series`` of ``{name, rates, p50_ms, p99_ms, ours}`` under concurrency;
 * ``gc``: ``points`` of ``{store, expired, live, seconds}``;
 * ``keys_kept``: ``requests`` and ``rows`` of ``{name, store, framework, kept, ours}``, where
-  ``kept`` lists the keys that survived in each run.
+  ``kept`` lists the keys that survived in each run;
+* ``operations``: ``rows`` of ``{name, value, unit, note}`` (migrate, list, revoke_user).
 """
 
 from __future__ import annotations
@@ -203,6 +204,12 @@ class Collector:
         self.scenarios.append({"id": scenario_id, "title": title, "kind": "keys_kept",
                                "requests": requests, "notes": notes,
                                "rows": [dict(row) for row in rows]})
+
+    def operations(self, scenario_id: str, title: str, rows: Iterable[Mapping[str, Any]],
+                   *, notes: str = "") -> None:
+        """Figures of operations (migrate, list, revoke): ``{name, value, unit, note}``."""
+        self.scenarios.append({"id": scenario_id, "title": title, "kind": "operations",
+                               "notes": notes, "rows": [dict(row) for row in rows]})
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON document."""

@@ -28,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 import redis
 import uvicorn
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 from tests.servers import require_server
 
 from websession import Manager
@@ -53,9 +56,11 @@ __all__ = [
     "check_login_read_logout",
     "check_own_idle_expiry",
     "check_pre_login_id_dead",
+    "check_websocket_refused",
     "dead_store_manager",
     "no_cookie_jar",
     "serve",
+    "spied",
     "store_manager",
 ]
 
@@ -311,9 +316,63 @@ def check_concurrent_keys(browser: Browser, requests: int = 30) -> list[str]:
     return sorted((k for k in keys if k.startswith("k")), key=lambda k: int(k[1:]))
 
 
+def check_websocket_refused(client: TestClient, headers: dict[str, str]) -> None:
+    """The store is down: a websocket handshake is refused with 1013, try again later."""
+    with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(
+            "/ws", headers=headers):
+        pass
+    assert closed.value.code == 1013
+
+
+@pytest.fixture
+def spied(tmp_path: Path) -> Iterator[Manager]:
+    """A manager over Redis whose every store call is counted (a test module takes it in
+    with ``spied = asgi_flows.spied``)."""
+    with store_manager("redis", tmp_path, spy=True) as m:
+        yield m
+
+
 class FlowSuite:
     """The flows a user relies on, for each store and each way of serving: a framework's
-    test module subclasses it as ``TestFlows`` and supplies a ``browser`` fixture."""
+    test module subclasses it as ``TestFlows``, and its ``make_app(manager)`` builds the
+    application they run against."""
+
+    @pytest.fixture(params=STORES)
+    def manager(self, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Manager]:
+        """A manager over each real store in turn."""
+        with store_manager(request.param, tmp_path) as m:
+            yield m
+
+    @pytest.fixture(params=["TestClient", "uvicorn"])
+    def browser(self, request: pytest.FixtureRequest, manager: Manager) -> Iterator[Browser]:
+        """A browser on the application, through the framework's TestClient and through a
+        real uvicorn server."""
+        with browse(request.module.make_app(manager), request.param) as b:
+            yield b
+
+    def test_lifespan_starts_gc_and_closes_the_store(
+            self, request: pytest.FixtureRequest, spied: Manager) -> None:
+        spy = spied.provider
+        assert isinstance(spy, SpyProvider)
+        with TestClient(request.module.make_app(spied), cookies=no_cookie_jar()) as client:
+            assert spied.gc_running
+            Browser(client).request("GET", "/visit")
+            assert spy.counts["aclose"] == 0
+        assert not spied.gc_running
+        assert spy.counts["aclose"] == 1
+
+    def test_websocket_sees_and_saves_the_session(
+            self, request: pytest.FixtureRequest, manager: Manager) -> None:
+        with TestClient(request.module.make_app(manager), cookies=no_cookie_jar()) as client:
+            browser = Browser(client)
+            browser.request("POST", "/login", params={"user": "ann"})
+            with client.websocket_connect(
+                    "/ws", headers={"cookie": f"{COOKIE}={browser.cookie}"}) as socket:
+                assert socket.receive_json() == {"user": "ann"}
+                socket.send_text("yes")
+                with pytest.raises(WebSocketDisconnect):
+                    socket.receive_text()
+            assert browser.request("GET", "/keys").json() == ["user", "ws_seen"]
 
     def test_login_read_logout(self, browser: Browser) -> None:
         check_login_read_logout(browser)

@@ -8,27 +8,23 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any, assert_type
 
 import httpx2
 import pytest
 from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.testclient import TestClient
-from starlette.websockets import WebSocketDisconnect
+from tests import asgi_flows
 from tests.asgi_flows import (
     IN_FLIGHT,
-    STORES,
     WORK_SECONDS,
     Browser,
     FlowSuite,
-    browse,
     calls,
+    check_websocket_refused,
     dead_store_manager,
     no_cookie_jar,
     serve,
-    store_manager,
 )
 
 from websession import Manager, MissingDependencyError, SessionStore
@@ -124,34 +120,14 @@ def make_app(manager: Manager, autoload: Autoload = False, **lifespan: Any) -> F
     return app
 
 
-# -- fixtures -----------------------------------------------------------------------------
-
-
-@pytest.fixture(params=STORES)
-def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Manager]:
-    with store_manager(request.param, tmp_path) as m:
-        yield m
-
-
-@pytest.fixture
-def spied(tmp_path: Path) -> Iterator[Manager]:
-    """A manager over Redis whose every store call is counted."""
-    with store_manager("redis", tmp_path, spy=True) as m:
-        yield m
-
-
-@pytest.fixture(params=["TestClient", "uvicorn"])
-def browser(request: pytest.FixtureRequest, manager: Manager) -> Iterator[Browser]:
-    with browse(make_app(manager), request.param) as b:
-        yield b
+spied = asgi_flows.spied  # a manager over Redis whose every store call is counted
 
 
 # -- the flows, on every store, through the TestClient and through uvicorn ----------------
 
 
 class TestFlows(FlowSuite):
-    """Login, read, logout; the pre-login ID dead after login; a session's own idle
-    timeout on replay; 30 concurrent requests keeping 30 keys."""
+    """The shared flows of tests.asgi_flows against this module's FastAPI app (SessionDep)."""
 
 
 # -- loading only where needed ------------------------------------------------------------
@@ -207,15 +183,6 @@ def test_sync_endpoints_use_the_session_with_lazy_loading(spied: Manager) -> Non
 # -- lifespan, websockets, outages --------------------------------------------------------
 
 
-def test_lifespan_starts_gc_and_closes_the_store(spied: Manager) -> None:
-    spy = spied.provider
-    assert isinstance(spy, SpyProvider)
-    with TestClient(make_app(spied)):
-        assert spied.gc_running
-    assert not spied.gc_running
-    assert spy.counts["aclose"] == 1
-
-
 def test_lifespan_with_a_real_server_closes_the_store(spied: Manager) -> None:
     spy = spied.provider
     assert isinstance(spy, SpyProvider)
@@ -225,19 +192,6 @@ def test_lifespan_with_a_real_server_closes_the_store(spied: Manager) -> None:
         assert spied.gc_running
     assert not spied.gc_running
     assert spy.counts["aclose"] == 1
-
-
-def test_websocket_route_keeps_its_session(manager: Manager) -> None:
-    with TestClient(make_app(manager), cookies=no_cookie_jar()) as client:
-        browser = Browser(client)
-        browser.request("POST", "/login", params={"user": "ann"})
-        with client.websocket_connect("/ws", headers={"cookie": f"gosessionid={browser.cookie}"}
-                                      ) as socket:
-            assert socket.receive_json() == {"user": "ann"}
-            socket.send_text("yes")
-            with pytest.raises(WebSocketDisconnect):
-                socket.receive_text()
-        assert browser.request("GET", "/keys").json() == ["user", "ws_seen"]
 
 
 @pytest.mark.parametrize("autoload", [True, False])
@@ -251,10 +205,7 @@ def test_store_outage_answers_503_with_retry_after(autoload: bool) -> None:
             assert response.headers["retry-after"] == "5"
         assert client.get("/plain", headers=dead_cookie).status_code == (
             503 if autoload else 200)
-        with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(
-                "/ws", headers=dead_cookie):
-            pass
-        assert closed.value.code == 1013
+        check_websocket_refused(client, dead_cookie)
 
 
 @pytest.mark.parametrize(("hidden", "module", "extra"), [

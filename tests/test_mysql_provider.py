@@ -22,7 +22,7 @@ from websession import ConfigurationError, Manager, StoreUnavailableError
 from websession.providers._pool import CHECK_IDLE_AFTER, run
 from websession.providers.base import Record
 from websession.providers.mysql import MySQLParams, MySQLPool, MySQLProvider, PoolTimeout, parse_dsn
-from websession.testing import Client, ProviderConformance
+from websession.testing import Client, ProviderConformance, ScanConformance, UserConformance
 
 HOST, PORT = "127.0.0.1", 3306
 DSN = f"root:@tcp({HOST}:{PORT})/test?charset=utf8mb4"
@@ -45,7 +45,7 @@ def table() -> Iterator[str]:
         conn.close()
 
 
-class TestMySQLConformance(ProviderConformance):
+class TestMySQLConformance(ProviderConformance, ScanConformance, UserConformance):
     @pytest.fixture
     def provider(self, table: str) -> MySQLProvider:
         return MySQLProvider(DSN, table=table)
@@ -265,5 +265,40 @@ class TestMySQLProvider(SQLProviderCases):
     dsn = DSN
     server_class = MariaDBServer
 
+    old_schema = (
+        "CREATE TABLE `{t}` (sid VARBINARY(320) NOT NULL, payload LONGBLOB NOT NULL, "
+        "expires_at DOUBLE NOT NULL, version BIGINT NOT NULL, PRIMARY KEY (sid), "
+        "KEY `{t}_expires_at` (expires_at)) ENGINE=InnoDB"
+    )
+
     def bulk(self, table: str, rows: list[Row]) -> None:
         _bulk(table, rows)
+
+    def execute(self, sql: str) -> None:
+        conn = _admin()
+        try:
+            conn.cursor().execute(sql)
+        finally:
+            conn.close()
+
+
+def test_a_failed_bind_rolls_back_and_releases_its_lock(table: str) -> None:
+    provider = MySQLProvider(DSN, table=table, max_connections=1)
+    later = time.time() + 60
+    provider.create("a" * 32, Record(b"x", later, 1))
+    with pytest.raises(pymysql.err.DataError):  # a user ID past VARBINARY(320)
+        provider.bind("a" * 32, "u" * 400, 3)
+    # The one connection went back to the pool outside any transaction: what it writes
+    # next is committed at once, and the user's lock is free.
+    assert provider.update("a" * 32, Record(b"y", later, 2), 1)
+    conn = _admin()
+    try:
+        cursor = conn.cursor()
+        cursor.execute(f"SELECT payload FROM `{table}` WHERE sid = %s", ("a" * 32,))
+        assert cursor.fetchone() == (b"y",)
+        cursor.execute("SELECT IS_FREE_LOCK(CONCAT('ws:', SHA1(%s)))",
+                       (provider.lock_name("u" * 400),))
+        assert cursor.fetchone() == (1,)
+    finally:
+        conn.close()
+    provider.close()

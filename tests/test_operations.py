@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from typing import Any
 
 import pytest
+from bench.ops_bench import drop_table
 from prometheus_client import CollectorRegistry, generate_latest
+from tests.servers import require_server
 
 from websession import Manager, StoreUnavailableError
 from websession.exceptions import UnsupportedOperationError
@@ -150,13 +153,31 @@ def test_events_fire_with_ids_and_counts() -> None:
     assert seen[4] == ("expired", 1, [seen[3][1]])
 
 
-@pytest.mark.parametrize("provider", ["memory", "file", "sqlite", "no-scan"])
+_SQL_SERVERS = {"postgresql": ("PostgreSQL", 5432, "postgresql://postgres@127.0.0.1:5432/test"),
+                "mysql": ("MariaDB", 3306, "root:@tcp(127.0.0.1:3306)/test")}
+
+
+@pytest.mark.parametrize("provider", ["memory", "file", "sqlite", "postgresql", "mysql",
+                                      "no-scan"])
 def test_expired_event_names_the_ids_where_the_provider_reports_them(
         provider: str, tmp_path: Any) -> None:
     config: dict[str, Any] = {"maxLifetime": 1}
     if provider in ("file", "sqlite"):
         config["providerConfig"] = str(tmp_path / "store")
-    manager = Manager(NoScan() if provider == "no-scan" else provider, config)
+    if provider in _SQL_SERVERS:
+        name, port, dsn = _SQL_SERVERS[provider]
+        require_server(name, "127.0.0.1", port)
+        table = f"ops_test_{uuid.uuid4().hex[:10]}"
+        config["providerConfig"] = {"dsn": dsn, "table": table}
+    try:
+        _expired_ids(Manager(NoScan() if provider == "no-scan" else provider, config),
+                     provider)
+    finally:
+        if provider in _SQL_SERVERS:
+            drop_table(provider, table)
+
+
+def _expired_ids(manager: Manager, provider: str) -> None:
     expired: list[tuple[int, list[str] | None]] = []
     manager.on("expired", lambda count, ids: expired.append((count, ids)))
     doomed = {request(manager, i=i) for i in range(3)}
@@ -170,6 +191,7 @@ def test_expired_event_names_the_ids_where_the_provider_reports_them(
         assert ids is None  # a provider without gc_ids(): the count only
     else:
         assert ids is not None and set(ids) == doomed
+    manager.close()
 
 
 def test_a_failing_callback_is_logged_and_the_request_goes_on(

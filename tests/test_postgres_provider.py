@@ -22,7 +22,7 @@ from websession import ConfigurationError, Manager, StoreUnavailableError
 from websession.providers._pool import CHECK_IDLE_AFTER, arun
 from websession.providers.base import Record
 from websession.providers.postgres import PostgresProvider
-from websession.testing import Client, ProviderConformance
+from websession.testing import Client, ProviderConformance, ScanConformance, UserConformance
 
 HOST, PORT = "127.0.0.1", 5432
 DSN = f"postgresql://postgres@{HOST}:{PORT}/test"
@@ -42,7 +42,7 @@ def table() -> Iterator[str]:
         conn.execute(f'DROP TABLE IF EXISTS "{name}"')
 
 
-class TestPostgresConformance(ProviderConformance):
+class TestPostgresConformance(ProviderConformance, ScanConformance, UserConformance):
     @pytest.fixture
     def provider(self, table: str) -> PostgresProvider:
         return PostgresProvider(DSN, table=table)
@@ -233,5 +233,15 @@ class TestPostgresProvider(SQLProviderCases):
     dsn = DSN
     server_class = PostgresServer
 
+    old_schema = (
+        'CREATE TABLE "{t}" (sid varchar(320) COLLATE "C" PRIMARY KEY, payload bytea NOT '
+        "NULL, expires_at double precision NOT NULL, version bigint NOT NULL); "
+        'CREATE INDEX "{t}_expires_at" ON "{t}" (expires_at)'
+    )
+
     def bulk(self, table: str, rows: list[Row]) -> None:
         _bulk(table, rows)
+
+    def execute(self, sql: str) -> None:
+        with _admin() as conn:
+            conn.execute(sql)

@@ -42,6 +42,7 @@ from websession import (
     WSGISessionMiddleware,
 )
 from websession._session import SessionStore
+from websession.providers._redis_ops import INDEX_PREFIX
 from websession.providers.base import Record
 from websession.providers.redis import (
     RedisClusterProvider,
@@ -49,7 +50,7 @@ from websession.providers.redis import (
     RedisSentinelProvider,
     parse_redis_config,
 )
-from websession.testing import Client, ProviderConformance
+from websession.testing import Client, ProviderConformance, ScanConformance, UserConformance
 
 # -- servers ------------------------------------------------------------------------------
 
@@ -96,7 +97,8 @@ def prefix() -> str:
 
 
 def _drop_keys(client: redis.Redis, prefix: str) -> None:
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    keys = [*client.scan_iter(match=prefix + "*", count=1000),
+            *client.scan_iter(match=INDEX_PREFIX + prefix + "*", count=1000)]
     if keys:
         client.delete(*keys)
 
@@ -113,7 +115,7 @@ def local_redis(prefix: str) -> Iterator[str]:
 # -- the conformance suite, three times -----------------------------------------------------
 
 
-class _RedisConformance(ProviderConformance):
+class _RedisConformance(ProviderConformance, ScanConformance, UserConformance):
     expiry_slack = 0.1  # Redis expires keys to the millisecond
 
 

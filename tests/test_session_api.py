@@ -298,3 +298,86 @@ def test_dropping_persistence_resends_the_cookie_without_max_age() -> None:
     headers = release(again)
     assert cookie_of(headers) == sid
     assert "max-age" not in attributes(headers["Set-Cookie"])
+
+
+def test_own_lifetime_is_what_set_lifetime_set_and_survives_the_next_request() -> None:
+    manager = Manager("memory")
+    session = request(manager)
+    session["x"] = 1
+    managers = session.own_lifetime
+    session.set_lifetime(600, persistent=True)
+    assert managers == (None, None, None)  # before: the manager's, all three
+    assert session.own_lifetime == (600.0, None, True)
+    sid = cookie_of(release(session))
+    again = request(manager, sid)
+    assert again.own_lifetime == (600.0, None, True)
+    assert again.idle_timeout == 600.0  # the value in force
+    assert again.absolute_lifetime == manager.config.absolute_lifetime
+
+
+def test_pending_says_whether_release_has_work_without_doing_it() -> None:
+    manager = Manager("memory", {"maxLifetime": 100})
+    untouched = request(manager)
+    assert not untouched.pending  # never used: nothing to save
+    session = request(manager)
+    session["x"] = 1
+    assert session.pending
+    sid = cookie_of(release(session))
+    assert not session.pending  # saved: the deadline was just set
+
+    reader = request(manager, sid)
+    reader.get("x")
+    assert not reader.pending  # read-only, and the deadline is fresh
+    reader["cart"] = []
+    assert reader.pending
+    release(reader)
+    mutator = request(manager, sid)
+    mutator["cart"].append(1)  # an in-place change counts
+    assert mutator.pending
+    release(mutator)
+
+    later = request(manager, sid)
+    later.load()
+    assert not later.pending
+    later.regenerate_id()
+    assert later.pending  # the old ID must go
+    release(later)
+    assert not later.pending
+
+
+def test_pending_sees_a_refresh_due_on_a_read_only_request() -> None:
+    manager = Manager("memory", {"maxLifetime": 1})  # a refresh is due after 0.1 s
+    session = request(manager)
+    session["x"] = 1
+    sid = cookie_of(release(session))
+    fresh = request(manager, sid)
+    fresh.load()
+    assert not fresh.pending  # the deadline was just set
+    time.sleep(0.3)
+    due = request(manager, sid)
+    due.load()
+    assert due.pending
+    release(due)
+    assert not due.pending
+
+
+def test_current_id_reads_no_store_until_the_session_is_used() -> None:
+    manager = Manager("memory")
+    sent = "0" * 32  # well-formed, and unknown to the store
+    unknown = request(manager, sent)
+    assert unknown.current_id == sent and not unknown.loaded  # as sent, unchecked
+    unknown.load()
+    assert unknown.current_id != sent  # a fresh ID
+    assert unknown.current_id == unknown.session_id()
+
+
+def test_abandon_forgets_the_session_without_touching_the_store() -> None:
+    manager = Manager("memory")
+    session = request(manager)
+    session["user"] = "ann"
+    sid = cookie_of(release(session))
+    same = request(manager, sid)
+    assert same["user"] == "ann"
+    same.abandon()
+    assert dict(same) == {} and same.current_id != sid
+    assert request(manager, sid)["user"] == "ann"  # the stored session is untouched

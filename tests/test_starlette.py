@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,18 +17,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
+from tests import asgi_flows
 from tests.asgi_flows import (
     IN_FLIGHT,
-    STORES,
     WORK_SECONDS,
     Browser,
     FlowSuite,
-    browse,
     calls,
+    check_websocket_refused,
     dead_store_manager,
     no_cookie_jar,
-    store_manager,
 )
 
 from websession import Manager, SessionModeError, SessionStore, StoreUnavailableError
@@ -40,7 +38,6 @@ from websession.starlette import (
     load_session,
     session_lifespan,
 )
-from websession.testing import SpyProvider
 
 # -- the application ----------------------------------------------------------------------
 
@@ -130,34 +127,14 @@ def make_app(manager: Manager, autoload: Autoload = False, **lifespan: Any) -> S
     )
 
 
-# -- fixtures -----------------------------------------------------------------------------
-
-
-@pytest.fixture(params=STORES)
-def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Manager]:
-    with store_manager(request.param, tmp_path) as m:
-        yield m
-
-
-@pytest.fixture
-def spied(tmp_path: Path) -> Iterator[Manager]:
-    """A manager over Redis whose every store call is counted."""
-    with store_manager("redis", tmp_path, spy=True) as m:
-        yield m
-
-
-@pytest.fixture(params=["TestClient", "uvicorn"])
-def browser(request: pytest.FixtureRequest, manager: Manager) -> Iterator[Browser]:
-    with browse(make_app(manager), request.param) as b:
-        yield b
+spied = asgi_flows.spied  # a manager over Redis whose every store call is counted
 
 
 # -- the flows, on every store, through the TestClient and through uvicorn ----------------
 
 
 class TestFlows(FlowSuite):
-    """Login, read, logout; the pre-login ID dead after login; a session's own idle
-    timeout on replay; 30 concurrent requests keeping 30 keys."""
+    """The shared flows of tests.asgi_flows against this module's Starlette app."""
 
 
 # -- loading only where needed ------------------------------------------------------------
@@ -234,17 +211,6 @@ def test_get_session_without_the_middleware_says_what_is_missing() -> None:
 # -- lifespan -----------------------------------------------------------------------------
 
 
-def test_lifespan_starts_gc_and_closes_the_store(spied: Manager) -> None:
-    spy = spied.provider
-    assert isinstance(spy, SpyProvider)
-    with TestClient(make_app(spied), cookies=no_cookie_jar()) as client:
-        assert spied.gc_running
-        Browser(client).request("GET", "/visit")
-        assert spy.counts["aclose"] == 0
-    assert not spied.gc_running
-    assert spy.counts["aclose"] == 1
-
-
 def test_lifespan_runs_the_apps_own_inside_with_the_store_open(spied: Manager) -> None:
     events: list[str] = []
 
@@ -271,22 +237,6 @@ def test_lifespan_gc_can_stay_off(spied: Manager) -> None:
         assert not spied.gc_running
 
 
-# -- websockets ---------------------------------------------------------------------------
-
-
-def test_websocket_sees_and_saves_the_session(manager: Manager) -> None:
-    with TestClient(make_app(manager), cookies=no_cookie_jar()) as client:
-        browser = Browser(client)
-        browser.request("POST", "/login", params={"user": "ann"})
-        with client.websocket_connect("/ws", headers={"cookie": f"gosessionid={browser.cookie}"}
-                                      ) as socket:
-            assert socket.receive_json() == {"user": "ann"}
-            socket.send_text("yes")
-            with pytest.raises(WebSocketDisconnect):
-                socket.receive_text()
-        assert browser.request("GET", "/keys").json() == ["user", "ws_seen"]
-
-
 # -- store outages ------------------------------------------------------------------------
 
 
@@ -308,10 +258,7 @@ def test_store_outage_answers_503_with_retry_after(autoload: bool) -> None:
             assert "set-cookie" not in response.headers
         plain = client.get("/plain", headers=dead_cookie)
         assert plain.status_code == (503 if autoload else 200)
-        with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(
-                "/ws", headers=dead_cookie):
-            pass
-        assert closed.value.code == 1013
+        check_websocket_refused(client, dead_cookie)
 
 
 def test_an_exception_handler_of_the_app_wins_over_the_503() -> None:

@@ -5,11 +5,13 @@ regeneration, and the response headers. Two engines build on it, one per way of 
 session:
 
 * :class:`StoreEngine` keeps sessions in a store (a :class:`~websession.BaseProvider`'s
-  seven primitives). Each operation that needs the store is a *plan* (see
+  seven primitives). An operation of several store calls is a *plan* (see
   :mod:`websession._plans`) yielding ``(primitive, args)`` steps; the sync executor calls
   the provider's primitives and the async one their ``a``-prefixed twins, so expiry,
   merging of concurrent changes and regeneration exist exactly once, and the provider's
-  driver errors become :class:`~websession.StoreUnavailableError` in one place.
+  driver errors become :class:`~websession.StoreUnavailableError` in one place. An
+  operation of one call (a read, and most saves: see :data:`Step`) makes it directly,
+  translating errors the same way, and starts a plan only for what remains.
 * :class:`~websession._sealing.SealEngine` keeps them in the cookie, sealed by a
   :class:`~websession.providers.ClientSideProvider`.
 
@@ -31,7 +33,7 @@ from ._ids import SessionIDs
 from ._ops import Counters, Events, SessionInfo
 from ._plans import Plan, adrive, drive
 from ._session import SessionStore
-from ._state import SessionState
+from ._state import Lifetime, SessionState
 from .codecs import DecodeError
 from .cookies import dump_cookie
 from .exceptions import (
@@ -63,25 +65,36 @@ REFRESH_FRACTION = 0.1
 # manager's) and its cookie's persistence (-1 the manager's, 0 browser session, 1 kept).
 _CREATED = struct.Struct(">d")
 _OWN_LIFETIME = struct.Struct(">xdddb")
-_isfinite = math.isfinite
+_INFINITY = math.inf
+_new_tuple = tuple.__new__
 _running_loop = asyncio._get_running_loop  # C: None off an event loop's thread
 _clock = time.perf_counter
 _PERSIST = {None: -1, False: 0, True: 1}
 _PERSISTED = {-1: None, 0: False, 1: True}
+_MANAGERS = (None, None, None)
 
 T = TypeVar("T")
 
-#: A session's own lifetime: idle timeout, absolute lifetime (``None``: the manager's) and
-#: whether its cookie persists (``None``: as the manager's settings say).
-Lifetime = tuple[float | None, float | None, bool | None]
 #: A decoded record: creation time, data, and the session's own lifetime if it has one.
 Decoded = tuple[float, dict[str, Any], Lifetime | None]
 
 _PRIMITIVES = ("read", "create", "update", "touch", "delete", "count", "gc")
 # The optional abilities: a provider without them raises UnsupportedOperationError.
-_OPTIONAL = ("scan", "gc_ids", "bind", "sessions_of", "revoke_user")
+_OPTIONAL = ("scan", "gc_ids", "bind", "sessions_of", "revoke_user", "create_many")
 #: "The save leaves the session's user binding as it is."
 _UNCHANGED: Any = object()
+# One store operation in this many is timed: the first, then every 16th. Reading the clock
+# twice costs more than the rest of the counting, and a sample gives the same mean latency.
+_UNTIMED = 15
+
+#: A save that is one store call, made directly rather than as a plan:
+#: ``(primitive, args, then, context)``. The engine calls ``primitive(*args)`` (or its
+#: async twin), then ``then(state, answer, args, context)``, which records the outcome and
+#: returns the plan for whatever remains (a lost race's re-read and retry, an ID
+#: collision, a user to bind), or ``None``. Most saves are one call that succeeds and
+#: never start a plan, whose end (a generator's ``StopIteration``) costs more than the
+#: call itself with a fast store.
+Step = tuple[Callable[..., Any], tuple[Any, ...], Callable[..., "Plan[None] | None"], Any]
 
 
 class Engine(ABC):
@@ -120,9 +133,7 @@ class Engine(ABC):
         in order when ``sid`` does not load.
         """
         if sid is not None and self.valid_client_id(sid):
-            state = SessionState(sid, True)
-            if alternates:
-                state.alternates = alternates
+            state = SessionState(sid, True, False, alternates)
         else:  # a malformed cookie must be dropped; no cookie, nothing to drop
             state = SessionState(self.ids.new(), False, sid is not None)
         return self.session_class(self, state, secure)
@@ -138,15 +149,25 @@ class Engine(ABC):
 
     # -- records ----------------------------------------------------------------------
 
-    def encode(self, state: SessionState, created: float, data: dict[str, Any]) -> bytes:
-        """A record's payload: the creation time (and the session's own lifetime, if it
-        has one), then the codec's bytes."""
-        # These ride in front of the codec's bytes: the codec sees only the application's
-        # data, and expiry needs no second lookup.
-        if state.idle is None and state.absolute is None and state.persistent is None:
-            return _CREATED.pack(created) + self.codec.encode(data)
-        return _OWN_LIFETIME.pack(created, state.idle or 0.0, state.absolute or 0.0,
-                                  _PERSIST[state.persistent]) + self.codec.encode(data)
+    def record(self, state: SessionState, data: dict[str, Any], created: float, version: int,
+               now: float) -> Record:
+        """The record that stores ``data`` as ``version`` of ``state``'s session created at
+        ``created``, its idle deadline counted from ``now``.
+
+        Its payload: the creation time (and the session's own lifetime, if it has one),
+        then the codec's bytes. These ride in front of the codec's bytes: the codec sees
+        only the application's data, and expiry needs no second lookup.
+        """
+        lifetime = state.lifetime
+        if lifetime is None:
+            payload = _CREATED.pack(created) + self.codec.encode(data)
+        else:
+            idle, absolute, persistent = lifetime
+            payload = _OWN_LIFETIME.pack(created, idle or 0.0, absolute or 0.0,
+                                         _PERSIST[persistent]) + self.codec.encode(data)
+        # Built by tuple.__new__: a NamedTuple's own __new__ is Python code, and costs
+        # as much again on every save.
+        return _new_tuple(Record, (payload, self.deadline(state, created, now), version, False))
 
     def decode(self, record: Record | None, now: float) -> Decoded | None:
         """What a live record holds; ``None`` if absent, expired or damaged."""
@@ -162,6 +183,8 @@ class Engine(ABC):
             else:
                 created, idle, absolute, persist = _OWN_LIFETIME.unpack_from(payload)
                 lifetime = (idle or None, absolute or None, _PERSISTED[persist])
+                if lifetime == _MANAGERS:
+                    lifetime = None
                 data = self.codec.decode(payload[_OWN_LIFETIME.size:])
                 end = created + (absolute or self.absolute)
         except (DecodeError, struct.error, TypeError, KeyError, IndexError):
@@ -172,31 +195,53 @@ class Engine(ABC):
                         "as no session", exc_info=True)
             return None
         # A creation time that is not a time (NaN, infinite, in the future) would disable
-        # the absolute lifetime.
-        if end <= now or not _isfinite(end) or created > now + CLOCK_SLACK:
+        # the absolute lifetime (NaN fails every comparison).
+        if not now < end < _INFINITY or created > now + CLOCK_SLACK:
             return None
         return created, data, lifetime
 
+    def idle_timeout(self, state: SessionState) -> float:
+        """``state``'s idle timeout: its own, or the manager's."""
+        lifetime = state.lifetime
+        return self.idle if lifetime is None or not lifetime[0] else lifetime[0]
+
+    def absolute_lifetime(self, state: SessionState) -> float:
+        """``state``'s absolute lifetime: its own, or the manager's."""
+        lifetime = state.lifetime
+        return self.absolute if lifetime is None or not lifetime[1] else lifetime[1]
+
+    def persistent(self, state: SessionState) -> bool | None:
+        """Whether ``state``'s cookie persists (``None``: the manager's settings decide)."""
+        lifetime = state.lifetime
+        return None if lifetime is None else lifetime[2]
+
     def deadline(self, state: SessionState, created: float, now: float) -> float:
         """The idle deadline from ``now``, capped by the absolute lifetime."""
-        end = created + (state.absolute or self.absolute)
-        idle_end = now + (state.idle or self.idle)
+        if state.lifetime is None:  # the usual session: the manager's lifetime
+            end = created + self.absolute
+            idle_end = now + self.idle
+        else:
+            end = created + self.absolute_lifetime(state)
+            idle_end = now + self.idle_timeout(state)
         return idle_end if idle_end < end else end
 
     def absolute_deadline(self, state: SessionState) -> float:
         """When ``state``'s session ends however busy it is (0 if not yet saved)."""
-        return state.created + (state.absolute or self.absolute) if state.created else 0.0
+        return state.created + self.absolute_lifetime(state) if state.created else 0.0
 
     def refresh_due(self, state: SessionState, deadline: float) -> bool:
         """Whether moving the idle deadline to ``deadline`` is worth a write: once a tenth
         of the idle timeout has passed, so busy sessions are not written on every read."""
-        step = state.idle * REFRESH_FRACTION if state.idle else self.refresh_step
+        step = (self.refresh_step if state.lifetime is None
+                else self.idle_timeout(state) * REFRESH_FRACTION)
         return deadline - state.expires_at >= step
 
     def slides_cookie(self, state: SessionState) -> bool:
         """Whether the cookie has a Max-Age that must move with the server's deadline."""
-        persistent = state.persistent
-        return self.cookie_lasts if persistent is None else persistent
+        lifetime = state.lifetime
+        if lifetime is None or lifetime[2] is None:
+            return self.cookie_lasts
+        return lifetime[2]
 
     def adopt(self, state: SessionState, record: Record | None) -> bool:
         """Take a record read for ``state`` and return ``True``; or, if it is unknown,
@@ -314,6 +359,25 @@ class Engine(ABC):
     async def agc(self) -> int:
         """Async twin of :meth:`gc`."""
 
+    #: Whether the store's read moves a due idle deadline itself (then a read-only
+    #: request writes nothing).
+    refreshes_on_read = False
+
+    def pending(self, state: SessionState) -> bool:
+        """Whether releasing ``state`` has something to do: the decisions :meth:`release`
+        makes, without acting on them (see ``SessionStore.pending``)."""
+        if not state.loaded:
+            return False
+        if state.changes or state.cleared or state.forced or state.mutated_keys():
+            return True
+        if state.is_new:
+            return bool(state.data) or state.old_sid is not None
+        if state.refresh_checked:
+            return False
+        if self.refreshes_on_read:
+            return state.refreshed
+        return self.refresh_due(state, self.deadline(state, state.created, time.time()))
+
     def regenerate(self, state: SessionState, new_sid: str | None = None) -> str:
         """Give ``state`` a new ID now; the data moves to it, and the old ID is deleted,
         when it is saved. No I/O: the session must already be loaded."""
@@ -337,7 +401,7 @@ class Engine(ABC):
 
     def max_age(self, state: SessionState) -> int | None:
         """The cookie's Max-Age for ``state`` (``None``: a browser-session cookie)."""
-        persistent = state.persistent
+        persistent = self.persistent(state)
         if persistent is None:
             return self.config.cookie_life_time or None
         if not persistent:
@@ -383,6 +447,11 @@ class Engine(ABC):
         headers.append(("Cache-Control", "no-store"))
         state.headers_sent()
 
+    def watch_expired(self) -> Callable[[], None] | None:
+        """Start reporting sessions the store expires by itself (``expired`` events);
+        return what stops it, or ``None`` if the store cannot (GC reports instead)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - an engine with nothing to release
         """Release what the engine's provider holds."""
 
@@ -414,6 +483,7 @@ class StoreEngine(Engine):
         # optional abilities are reached through self.provider, off the hot path.
         #: Whether saves index sessions by the user in ``config.user_key``.
         self.binds_users = provider.can_bind
+        self.refreshes_on_read = provider.refreshes_on_read
         self._twins: dict[Callable[..., Any], Callable[..., Awaitable[Any]]] = {
             getattr(provider, name): getattr(provider, "a" + name)
             for name in (*_PRIMITIVES, *_OPTIONAL)
@@ -452,9 +522,25 @@ class StoreEngine(Engine):
             return drive(plan, None, self._errors, self._unavailable)
         return await adrive(plan, self._acall, self._errors, self._unavailable)
 
+    def call(self, primitive: Callable[..., T], *args: Any) -> T:
+        """Call one primitive, its driver errors translated as :meth:`run` translates
+        them: an operation of one step needs no plan (ending a plan costs more than the
+        call of a fast store)."""
+        try:
+            return primitive(*args)
+        except self._errors as exc:
+            raise self._unavailable(exc) from exc
+
+    async def acall(self, primitive: Callable[..., T], *args: Any) -> T:
+        """Async twin of :meth:`call`: the primitive's async twin, awaited."""
+        if not self.blocking:  # nothing would ever suspend: skip the await
+            return self.call(primitive, *args)
+        # Against a store across the network a plan's cost is noise: the one driver.
+        return await adrive(self._one(primitive, args), self._acall, self._errors,
+                            self._unavailable)
+
     @staticmethod
-    def one(primitive: Callable[..., T], *args: Any) -> Plan[T]:
-        """A plan of one primitive call."""
+    def _one(primitive: Callable[..., T], args: tuple[Any, ...]) -> Plan[T]:
         result: T = yield primitive, args
         return result
 
@@ -466,9 +552,10 @@ class StoreEngine(Engine):
             self.refuse_on_loop("session.aload()", " first (the ASGI middleware and the "
                                 "framework adapters do it for you; then use the session "
                                 "without awaiting)")
+        counters = self.counters
+        start = 0.0 if counters.loads & _UNTIMED else _clock()
         # The one step of every request that uses its session: called directly, its driver
         # errors translated as the drivers translate them.
-        start = _clock()
         while True:
             try:
                 record = self._read(state.sid)
@@ -476,42 +563,61 @@ class StoreEngine(Engine):
                 raise self._unavailable(exc) from exc
             if self.adopt(state, record):
                 break
-        counters = self.counters
         counters.loads += 1
-        counters.load_seconds += _clock() - start
+        if start:
+            counters.timed_load(_clock() - start)
 
     async def aload(self, state: SessionState) -> None:
         """Async twin of :meth:`load`."""
-        start = _clock()
-        while not self.adopt(state, await self.arun(self.one(self._read, state.sid))):
+        counters = self.counters
+        start = 0.0 if counters.loads & _UNTIMED else _clock()
+        while not self.adopt(state, await self.acall(self._read, state.sid)):
             pass  # a stale duplicate cookie: the next ID the client sent
-        counters = self.counters
         counters.loads += 1
-        counters.load_seconds += _clock() - start
-
-    def _written(self, start: float) -> None:
-        counters = self.counters
-        counters.writes += 1
-        counters.write_seconds += _clock() - start
+        if start:
+            counters.timed_load(_clock() - start)
 
     def release(self, state: SessionState) -> None:
         """Save what ``state`` changed (create, compare-and-set update, or a refresh)."""
-        plan = self._release(state)
+        save = self._release(state)
+        if save is None:
+            return
+        if self.blocking and _running_loop() is not None:
+            self.refuse_on_loop("session.asession_release(headers)")
+        counters = self.counters
+        start = 0.0 if counters.writes & _UNTIMED else _clock()
+        if isinstance(save, tuple):  # one store call: made here, :meth:`call` inlined
+            primitive, args, then, context = save
+            try:
+                answer = primitive(*args)
+            except self._errors as exc:
+                raise self._unavailable(exc) from exc
+            plan = then(state, answer, args, context)
+        else:
+            plan = save
         if plan is not None:
-            if self.blocking and _running_loop() is not None:
-                plan.close()
-                self.refuse_on_loop("session.asession_release(headers)")
-            start = _clock()
             drive(plan, None, self._errors, self._unavailable)
-            self._written(start)
+        counters.writes += 1
+        if start:
+            counters.timed_write(_clock() - start)
 
     async def arelease(self, state: SessionState) -> None:
         """Async twin of :meth:`release`."""
-        plan = self._release(state)
+        save = self._release(state)
+        if save is None:
+            return
+        counters = self.counters
+        start = 0.0 if counters.writes & _UNTIMED else _clock()
+        if isinstance(save, tuple):
+            primitive, args, then, context = save
+            plan = then(state, await self.acall(primitive, *args), args, context)
+        else:
+            plan = save
         if plan is not None:
-            start = _clock()
             await self.arun(plan)
-            self._written(start)
+        counters.writes += 1
+        if start:
+            counters.timed_write(_clock() - start)
 
     def destroy(self, state: SessionState) -> None:
         """Delete ``state``'s session now and continue with a fresh one."""
@@ -525,11 +631,11 @@ class StoreEngine(Engine):
     def count(self) -> int:
         """Count live sessions."""
         self.refuse_on_loop("manager.aget_active_session()")
-        return int(self.run(self.one(self._count)))
+        return int(self.call(self._count))
 
     async def acount(self) -> int:
         """Async twin of :meth:`count`."""
-        return await self.arun(self.one(self._count))
+        return await self.acall(self._count)
 
     def gc(self) -> int:
         """Remove expired sessions; return how many, where the store says."""
@@ -548,6 +654,13 @@ class StoreEngine(Engine):
         removed: int = yield self._gc, ()
         return removed
 
+    def watch_expired(self) -> Callable[[], None] | None:
+        """Start the provider's report of the sessions its store expires by itself (Redis
+        keyspace notifications), counted and fired as GC's are; ``None`` if it has none."""
+        if not self.provider.can_watch_expired:
+            return None
+        return self.provider.watch_expired(self._expired)
+
     def _expired(self, removed: int | list[str]) -> int:
         count, ids = (removed, None) if isinstance(removed, int) else (len(removed), removed)
         self.counters.expired += count
@@ -558,29 +671,29 @@ class StoreEngine(Engine):
     def scan(self, cursor: str | None, batch: int) -> Page:
         """A batch of the walk over every stored session (see ``BaseProvider.scan``)."""
         self.refuse_on_loop("manager.aiter_sessions()")
-        return self.run(self.one(self.provider.scan, cursor, batch))
+        return self.call(self.provider.scan, cursor, batch)
 
     async def ascan(self, cursor: str | None, batch: int) -> Page:
         """Async twin of :meth:`scan`."""
-        return await self.arun(self.one(self.provider.scan, cursor, batch))
+        return await self.acall(self.provider.scan, cursor, batch)
 
     def sessions_of(self, user: str) -> list[SessionInfo]:
         """The live sessions bound to ``user``, oldest binding first."""
         self.refuse_on_loop("manager.asessions_of()")
-        return self.infos(Page(self.run(self.one(self.provider.sessions_of, user)), None))
+        return self.infos(Page(self.call(self.provider.sessions_of, user), None))
 
     async def asessions_of(self, user: str) -> list[SessionInfo]:
         """Async twin of :meth:`sessions_of`."""
-        return self.infos(Page(await self.arun(self.one(self.provider.sessions_of, user)), None))
+        return self.infos(Page(await self.acall(self.provider.sessions_of, user), None))
 
     def revoke_user(self, user: str, keep: str | None) -> int:
         """Delete ``user``'s sessions except ``keep``; return how many."""
         self.refuse_on_loop("manager.arevoke_user()")
-        return self._destroyed(self.run(self.one(self.provider.revoke_user, user, keep)))
+        return self._destroyed(self.call(self.provider.revoke_user, user, keep))
 
     async def arevoke_user(self, user: str, keep: str | None) -> int:
         """Async twin of :meth:`revoke_user`."""
-        return self._destroyed(await self.arun(self.one(self.provider.revoke_user, user, keep)))
+        return self._destroyed(await self.acall(self.provider.revoke_user, user, keep))
 
     def import_records(self, records: list[tuple[str, Record, str | None]]) -> int:
         """Store records copied from another store, under their own IDs and bound to
@@ -594,6 +707,11 @@ class StoreEngine(Engine):
         return await self.arun(self._import(records))
 
     def _import(self, records: list[tuple[str, Record, str | None]]) -> Plan[int]:
+        if self.provider.can_create_many:  # a batch in a round trip or two
+            if not self.binds_users:
+                records = [(sid, record, None) for sid, record, _ in records]
+            many: int = yield self.provider.create_many, (records,)
+            return many
         created = 0
         for sid, record, user in records:
             if (yield self._create, (sid, record)):
@@ -629,13 +747,13 @@ class StoreEngine(Engine):
         if not self.ids.is_valid(sid):
             return None
         self.refuse_on_loop("manager.ainspect()")
-        return self.info(sid, self.run(self.one(self._read, sid)), time.time())
+        return self.info(sid, self.call(self._read, sid), time.time())
 
     async def ainspect(self, sid: str) -> SessionInfo | None:
         """Async twin of :meth:`inspect`."""
         if not self.ids.is_valid(sid):
             return None
-        return self.info(sid, await self.arun(self.one(self._read, sid)), time.time())
+        return self.info(sid, await self.acall(self._read, sid), time.time())
 
     def close(self) -> None:
         """Close the provider."""
@@ -647,53 +765,127 @@ class StoreEngine(Engine):
 
     # -- the plans --------------------------------------------------------------------
 
-    def _release(self, state: SessionState) -> Plan[None] | None:
-        """The plan that saves what ``state`` changed, or ``None`` when the store need not
-        be touched."""
+    def _release(self, state: SessionState) -> Step | Plan[None] | None:
+        """What saving ``state`` takes: ``None`` when the store need not be touched; a
+        :data:`Step` (one store call: most saves); or a plan."""
         if not state.loaded:
             return None  # never used: no store access at all
         if state.snapshots:
             state.collect_mutations()
         if state.is_new:
-            if state.data or state.old_sid is not None or state.forced:
-                return self._save_new(state, time.time())
-            return None
+            if state.old_sid is None:
+                if not (state.data or state.forced):
+                    return None  # an empty session is stored only when asked
+                if not self.binds_users or self._binding(state) is _UNCHANGED:
+                    return self._creating(state, time.time())
+            return self._save_new(state, time.time())
         if state.changes or state.cleared or state.forced:
-            return self._save_changes(state, time.time())
+            data, version = state.data, state.version
+            return (self._update, (state.sid, self.record(state, data, state.created, version + 1,
+                                                        time.time()),
+                                   version), self._updated, data)
         if state.refresh_checked:
             return None  # a later release in the same request: the deadline is current
-        if self.provider.refreshes_on_read:
+        if self.refreshes_on_read:
             # The read itself moved the deadline when it was due; a persistent cookie
             # must move with it.
             state.refresh_done(send_id=state.refreshed and self.slides_cookie(state))
             return None
         expires_at = self.deadline(state, state.created, time.time())
         if self.refresh_due(state, expires_at):
-            return self._refresh(state, expires_at)
+            return self._touch, (state.sid, expires_at), self._touched, None
         state.refresh_done()
         return None
 
-    def _refresh(self, state: SessionState, expires_at: float) -> Plan[None]:
-        state.refresh_done()
-        if (yield self._touch, (state.sid, expires_at)):
+    def _touched(self, state: SessionState, moved: bool, args: tuple[str, float],
+                 context: None) -> None:
+        """After the refresh: the deadline moved, or the session is gone."""
+        if moved:
             self.counters.refreshes += 1
-            state.deadline_moved(expires_at, send_id=self.slides_cookie(state))
+            state.deadline_moved(args[1], send_id=self.slides_cookie(state))
+        else:
+            state.refresh_done()
+
+    def _updated(self, state: SessionState, won: bool, args: tuple[str, Record, int],
+                 data: dict[str, Any]) -> Plan[None] | None:
+        """After the compare-and-set update that saves ``data``: commit it, and return the
+        plan that binds the session to the user it now names, if the save changed it; or,
+        if it lost, the plan that merges and tries again."""
+        if not won:
+            return self._merge(state)
+        # The merged data may hold another request's user.
+        rebind = self.binds_users and (self.user_key in state.changes or state.cleared)
+        sid, record, version = args
+        # A changed lifetime changes the cookie too (a Max-Age added or dropped).
+        state.committed(data, version + 1, record.expires_at,
+                        state.lifetime_set or (self.cookie_lasts if state.lifetime is None
+                                               else self.slides_cookie(state)))
+        self.counters.saves += 1
+        return self._bound(sid, self.user_of(data)) if rebind else None
+
+    def _merge(self, state: SessionState) -> Plan[None]:
+        """The update lost a race, or the session is gone: re-read, re-apply only this
+        request's changes and try again; never re-create a session destroyed or
+        regenerated meanwhile."""
+        now = time.time()
+        counters = self.counters
+        for _ in range(1, MAX_SAVE_ATTEMPTS):
+            counters.conflicts += 1
+            current: Record | None = yield self._read, (state.sid,)
+            decoded = self.decode(current, now)
+            if decoded is None or current is None:
+                state.start_fresh(self.ids.new(), expire_cookie=False)
+                return
+            counters.retries += 1
+            data, version = state.reapply(decoded[1]), current.version
+            state.concurrent_lifetime(decoded[2])
+            args = (state.sid, self.record(state, data, state.created, version + 1, now), version)
+            if (yield self._update, args):
+                rebind = self._updated(state, True, args, data)
+                if rebind is not None:
+                    yield from rebind
+                return
+        counters.conflicts += 1
+        raise SessionConflictError(
+            f"gave up saving a session after {MAX_SAVE_ATTEMPTS} concurrent-update conflicts"
+        )
+
+    def _creating(self, state: SessionState, now: float) -> Step:
+        """A new session, bound to nobody and replacing none: one create."""
+        record = self.record(state, state.data, now, 1, now)
+        return self._create, (state.sid, record), self._created, now
+
+    def _created(self, state: SessionState, created: bool, args: tuple[str, Record],
+                 now: float) -> Plan[None] | None:
+        """After the create of a new session."""
+        if created:
+            self._stored(state, args[1], now, fresh=True)
+            return None
+        state.new_id(self.ids.new())  # an ID collision: 2**-128, but never overwrite
+        return self._save_new(state, now)
+
+    def _stored(self, state: SessionState, record: Record, now: float, *, fresh: bool) -> None:
+        """A new record holds ``state``'s session (``fresh``: a new session, not one moved
+        to a new ID)."""
+        state.stored(state.sid, now, 1, record.expires_at)
+        if fresh:
+            self.counters.created += 1
+            if self.events.active:
+                self.events.fire("created", state.sid)
 
     def _save_new(self, state: SessionState, now: float) -> Plan[None]:
+        """A new record for ``state``: a new session, or a regenerated one (the old ID is
+        deleted after the new one is stored), and its user binding."""
         user = self._binding(state) if self.binds_users else _UNCHANGED
         old_sid = state.retire_old_sid()
-        if state.data or state.forced:  # an empty session is stored only when asked
-            record = Record(self.encode(state, now, state.data), self.deadline(state, now, now), 1)
+        stored = bool(state.data or state.forced)  # an empty session is stored only when asked
+        if stored:
+            record = self.record(state, state.data, now, 1, now)
             while not (yield self._create, (state.sid, record)):
                 state.new_id(self.ids.new())  # an ID collision: 2**-128, but never overwrite
-            state.committed(state.sid, state.data, now, 1, record.expires_at, True)
-            if old_sid is None:
-                self.counters.created += 1
-                if self.events.active:
-                    self.events.fire("created", state.sid)
+            self._stored(state, record, now, fresh=old_sid is None)
         elif old_sid is not None:
             state.dropped()  # the old session goes and nothing replaces it
-        stored = bool(state.data or state.forced)
         if old_sid is not None:
             yield self._delete, (old_sid,)
             self.counters.regenerated += 1
@@ -702,37 +894,6 @@ class StoreEngine(Engine):
         if user is not _UNCHANGED and stored:
             # After the old ID is gone, so a regeneration never counts twice toward the cap.
             yield from self._bound(state.sid, user)
-
-    def _save_changes(self, state: SessionState, now: float) -> Plan[None]:
-        data, version, created = state.data, state.version, state.created
-        deadline = self.deadline(state, created, now)
-        # Inline: this runs on every save.
-        rebind = self.binds_users and (self.user_key in state.changes or state.cleared)
-        for _ in range(MAX_SAVE_ATTEMPTS):
-            record = Record(self.encode(state, created, data), deadline, version + 1)
-            if (yield self._update, (state.sid, record, version)):
-                # A changed lifetime changes the cookie too (a Max-Age added or dropped).
-                state.committed(state.sid, data, created, version + 1, deadline,
-                                state.lifetime_set or self.slides_cookie(state))
-                self.counters.saves += 1
-                if rebind:  # the merged data may hold another request's user
-                    yield from self._bound(state.sid, self.user_of(data))
-                return
-            # Lost a race, or the session is gone. Reload; re-apply only our own changes.
-            self.counters.conflicts += 1
-            current: Record | None = yield self._read, (state.sid,)
-            decoded = self.decode(current, now)
-            if decoded is None or current is None:
-                # Destroyed or regenerated meanwhile: never re-create it.
-                state.start_fresh(self.ids.new(), expire_cookie=False)
-                return
-            self.counters.retries += 1
-            data, version = state.reapply(decoded[1]), current.version
-            state.concurrent_lifetime(decoded[2])
-            deadline = self.deadline(state, created, now)
-        raise SessionConflictError(
-            f"gave up saving a session after {MAX_SAVE_ATTEMPTS} concurrent-update conflicts"
-        )
 
     def _destroy(self, state: SessionState) -> Plan[None]:
         doomed = self.doomed_ids(state)

@@ -89,6 +89,9 @@ class Manager:
         self._sid_header = self.config.session_name_in_http_header.lower().encode("latin-1")
         self._gc_thread: threading.Thread | None = None
         self._gc_stop = threading.Event()
+        # Stops the provider's report of sessions its store expires (started on the first
+        # subscription to "expired", where the provider has one).
+        self._stop_expiry_watch: Callable[[], None] | None = None
 
     def _engine_for(self, provider: object) -> Engine:
         """Configure ``provider`` and build the engine for its kind."""
@@ -232,17 +235,29 @@ class Manager:
     def on(self, event: str, callback: Callable[..., Any]) -> None:
         """Call ``callback`` on ``event``: ``"created"`` (new ID), ``"regenerated"`` (new
         ID, old ID), ``"destroyed"`` (ID), ``"expired"`` (how many a GC pass removed, and
-        their IDs where the provider reports them: memory, file, sqlite; else ``None``).
+        their IDs where the provider reports them: memory, file, sqlite, MySQL,
+        PostgreSQL; else ``None``). On Redis, which expires sessions itself, the first
+        ``expired`` subscriber starts a thread that reports them from the server's
+        keyspace notifications (when the server has them on).
 
         A callback may be sync or async (an async one runs as a task on the running loop,
         or to completion when there is none); an exception in it is logged and never
         reaches the request. Sessions kept in a store fire them; a cookie provider cannot.
         """
         self._engine.events.on(event, callback)
+        if event == "expired" and self._stop_expiry_watch is None:
+            self._stop_expiry_watch = self._engine.watch_expired()
 
     def off(self, event: str, callback: Callable[..., Any]) -> None:
         """Stop calling ``callback`` on ``event``."""
         self._engine.events.off(event, callback)
+        if not self._engine.events.wants("expired"):
+            self._unwatch_expired()
+
+    def _unwatch_expired(self) -> None:
+        stop, self._stop_expiry_watch = self._stop_expiry_watch, None
+        if stop is not None:
+            stop()
 
     @property
     def can_list(self) -> bool:
@@ -252,9 +267,9 @@ class Manager:
     def iter_sessions(self, batch: int = 500, cursor: str | None = None) -> Iterator[SessionInfo]:
         """Every live session, fetched ``batch`` at a time (memory stays flat).
 
-        Needs a provider that can list its sessions (memory, file, sqlite); others raise
-        :class:`~websession.exceptions.UnsupportedOperationError`. ``cursor`` resumes a
-        walk where :meth:`pages` left it.
+        Needs a provider that can list its sessions (memory, file, sqlite, Redis, MySQL,
+        PostgreSQL); others raise :class:`~websession.exceptions.UnsupportedOperationError`.
+        ``cursor`` resumes a walk where :meth:`pages` left it.
         """
         for page, _ in self.pages(batch, cursor):
             yield from page
@@ -340,8 +355,8 @@ class Manager:
 
     def sessions_of(self, user: Any) -> list[SessionInfo]:
         """The live sessions bound to ``user`` (``session.bind_user``, or the ``userKey``
-        session key), oldest binding first. Memory and sqlite index them; other providers
-        raise :class:`~websession.UnsupportedOperationError`."""
+        session key), oldest binding first. Memory, sqlite, Redis, MySQL and PostgreSQL
+        index them; other providers raise :class:`~websession.UnsupportedOperationError`."""
         return self._engine.sessions_of(str(user))
 
     async def asessions_of(self, user: Any) -> list[SessionInfo]:
@@ -406,13 +421,16 @@ class Manager:
         return self._gc_thread is not None and self._gc_thread.is_alive()
 
     def close(self) -> None:
-        """Stop the background GC and close the provider."""
+        """Stop the background GC (and any watch for expired sessions) and close the
+        provider."""
         self.stop_gc()
+        self._unwatch_expired()
         self._engine.close()
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
         self.stop_gc()
+        self._unwatch_expired()
         await self._engine.aclose()
 
     def __enter__(self) -> Manager:

@@ -11,7 +11,7 @@ from ._core import Engine
 from ._session import SessionStore
 from ._state import SessionState
 from .exceptions import SessionTooLarge
-from .providers.base import ClientSideProvider, Record
+from .providers.base import ClientSideProvider
 
 if TYPE_CHECKING:
     from ._config import ManagerConfig
@@ -66,14 +66,13 @@ class SealEngine(Engine):
             return
         else:
             created, version = state.created, state.version
-        record = Record(self.encode(state, created, state.data),
-                        self.deadline(state, created, now), version)
+        record = self.record(state, state.data, created, version, now)
         token = self.sealer.seal(record)
         # Measured with Secure, as over https: a session that fits, fits on every request.
         size = len(self.cookie(token, True, self.max_age(state)))
         if size > COOKIE_LIMIT:
             raise SessionTooLarge(size, COOKIE_LIMIT)
-        state.committed(token, state.data, created, version, record.expires_at, True)
+        state.stored(token, created, version, record.expires_at)
 
     async def arelease(self, state: SessionState) -> None:
         """Same as :meth:`release`: sealing does no I/O."""

@@ -71,6 +71,13 @@ class SessionStore(MutableMapping[str, Any]):
         """Whether the session has been read from the store (or is known to be new)."""
         return self._state.loaded
 
+    @property
+    def current_id(self) -> str:
+        """The session's ID as it stands, without reading the store: before the session is
+        loaded, the ID the client sent (not yet checked against the store); once loaded,
+        the session's own (:meth:`session_id`)."""
+        return self._state.sid
+
     # -- the seed's calls -------------------------------------------------------------
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -83,7 +90,7 @@ class SessionStore(MutableMapping[str, Any]):
         if value is _MISSING:
             return default
         if type(value) not in _SCALARS and isinstance(value, _MUTABLE) and (
-            key not in state.snapshots
+            state.snapshots is None or key not in state.snapshots
         ):
             state.remember(key, value)
         return value
@@ -165,6 +172,12 @@ class SessionStore(MutableMapping[str, Any]):
         """Async twin of :meth:`destroy`."""
         await self._engine.adestroy(self._state)
 
+    def abandon(self) -> None:
+        """Continue this request with a fresh, empty session, without touching the store:
+        for a request that cannot use its session (the store is down). The stored
+        session, if any, is left as it is; the request should not release this one."""
+        self._engine.forget(self._state, False)
+
     def invalidate(self) -> None:
         """End this session and continue with a fresh, empty one under a new ID: what a
         logout means (Django's ``flush()``, aiohttp-session's ``invalidate()``). The old
@@ -199,20 +212,28 @@ class SessionStore(MutableMapping[str, Any]):
         )
 
     @property
+    def own_lifetime(self) -> tuple[float | None, float | None, bool | None]:
+        """The lifetime this session has of its own, as :meth:`set_lifetime` set it (here
+        or in an earlier request): ``(idle, absolute, persistent)``, each ``None`` where
+        the manager's setting applies (:attr:`idle_timeout`, :attr:`absolute_lifetime`
+        and :attr:`persistent` give the values in force)."""
+        return self._ensure_loaded().lifetime or (None, None, None)
+
+    @property
     def idle_timeout(self) -> float:
         """Seconds without a request after which this session expires."""
-        return self._ensure_loaded().idle or self._engine.idle
+        return self._engine.idle_timeout(self._ensure_loaded())
 
     @property
     def absolute_lifetime(self) -> float:
         """Seconds from creation after which this session expires however busy it is."""
-        return self._ensure_loaded().absolute or self._engine.absolute
+        return self._engine.absolute_lifetime(self._ensure_loaded())
 
     @property
     def persistent(self) -> bool | None:
         """Whether the cookie outlives the browser session (``None``: the manager's
         ``cookieLifeTime`` decides)."""
-        return self._ensure_loaded().persistent
+        return self._engine.persistent(self._ensure_loaded())
 
     def mark_modified(self) -> None:
         """Save on release even if no value changed (values changed in place are found
@@ -231,6 +252,14 @@ class SessionStore(MutableMapping[str, Any]):
         """Whether there are changes that :meth:`session_release` will save."""
         state = self._state
         return bool(state.changes or state.cleared or state.forced or state.mutated_keys())
+
+    @property
+    def pending(self) -> bool:
+        """Whether :meth:`session_release` has something to do (no I/O to find out):
+        changes to save, a regeneration to complete, or a read-only request's idle
+        deadline due for a refresh (or already moved by the store's read, so that a
+        persistent cookie follows it). ``False`` for a session never used."""
+        return self._engine.pending(self._state)
 
     @property
     def accessed(self) -> bool:

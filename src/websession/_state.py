@@ -11,11 +11,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-__all__ = ["DELETED", "SessionState"]
+__all__ = ["DELETED", "Lifetime", "SessionState"]
 
 #: Marks a key deleted in :attr:`SessionState.changes`.
 DELETED: Any = object()
 _MISSING: Any = object()
+
+
+#: A session's own lifetime: idle timeout, absolute lifetime (``None``: the manager's) and
+#: whether its cookie persists (``None``: as the manager's settings say).
+Lifetime = tuple[float | None, float | None, bool | None]
 
 
 class SessionState:
@@ -28,17 +33,17 @@ class SessionState:
     :attr:`old_sid` (the ID a regeneration left behind, deleted when the session is saved).
     Store facts: :attr:`loaded`, :attr:`is_new` (not in the store), :attr:`created`,
     :attr:`expires_at`, :attr:`version`, :attr:`refreshed` (the read itself moved the
-    deadline). Its own lifetime, if it has one: :attr:`idle`, :attr:`absolute`,
-    :attr:`persistent` (``None``: the manager's settings); :attr:`forced`: write even
+    deadline). :attr:`lifetime`: its own :data:`Lifetime`, or ``None`` for the manager's
+    (one attribute, so the usual session costs one test); :attr:`forced`: write even
     without changes. Changes: :attr:`data`, :attr:`changes` (key -> value or :data:`DELETED`),
     :attr:`cleared` (a flush), :attr:`snapshots` (copies of mutable values, to find in-place
-    changes). Response: :attr:`send_id`, :attr:`expire_cookie`. :attr:`settled`: nothing
-    is left for a release to do (every transition that could give it work clears it), so a
-    second release in one request costs nothing.
+    changes; ``None`` until the first). Response: :attr:`send_id`, :attr:`expire_cookie`.
+    :attr:`settled`: nothing is left for a release to do (every transition that could give
+    it work clears it), so a second release in one request costs nothing.
     """
 
+    # Every attribute costs each request a store when the state is made: keep them few.
     __slots__ = (
-        "absolute",
         "alternates",
         "changes",
         "cleared",
@@ -49,12 +54,11 @@ class SessionState:
         "forced",
         "from_client",
         "handle",
-        "idle",
         "is_new",
+        "lifetime",
         "lifetime_set",
         "loaded",
         "old_sid",
-        "persistent",
         "refresh_checked",
         "refreshed",
         "send_id",
@@ -64,43 +68,34 @@ class SessionState:
         "version",
     )
 
-    def __init__(self, sid: str, from_client: bool, expire_cookie: bool = False) -> None:
+    def __init__(self, sid: str, from_client: bool, expire_cookie: bool = False,
+                 alternates: tuple[str, ...] = ()) -> None:
         self.sid = sid
         self.from_client = from_client
         # A client-supplied ID must be looked up before it can be trusted; a fresh one is
         # known to be new and empty.
-        self.loaded = not from_client
-        self.is_new = not from_client
+        self.loaded = self.is_new = not from_client
         self.data: dict[str, Any] = {}
         self.changes: dict[str, Any] = {}
-        self.snapshots: dict[str, Any] = {}
-        self.cleared = False
-        self.created = 0.0
-        self.expires_at = 0.0
+        self.snapshots: dict[str, Any] | None = None
+        self.cleared = self.refreshed = self.refresh_checked = self.send_id = False
+        self.forced = self.lifetime_set = False
+        self.created = self.expires_at = 0.0
         self.version = 0
-        self.refreshed = False
-        self.refresh_checked = False
         self.old_sid: str | None = None
-        self.send_id = False
         self.expire_cookie = expire_cookie
         self.handle: Any = None
-        self.alternates: tuple[str, ...] = ()
+        self.alternates = alternates
         self.settled = True  # not loaded, or new and empty: nothing to save
-        self.forced = False
-        self.lifetime_set = False
-        self.idle: float | None = None
-        self.absolute: float | None = None
-        self.persistent: bool | None = None
+        self.lifetime: Lifetime | None = None
 
     # -- loading ----------------------------------------------------------------------
 
     def adopt(self, created: float, data: dict[str, Any], version: int, expires_at: float,
-              refreshed: bool, lifetime: tuple[float | None, float | None, bool | None] | None,
-              ) -> None:
+              refreshed: bool, lifetime: Lifetime | None) -> None:
         """The store had this session: take its record's contents (and its own lifetime,
         if it has one)."""
-        if lifetime is not None:
-            self.idle, self.absolute, self.persistent = lifetime
+        self.lifetime = lifetime
         self.created = created
         self.data = data
         self.version = version
@@ -133,7 +128,7 @@ class SessionState:
         self.old_sid = None
         self.data = {}
         self.changes.clear()
-        self.snapshots.clear()
+        self.snapshots = None
         self.cleared = False
         self.is_new = True
         self.loaded = True
@@ -142,12 +137,14 @@ class SessionState:
         self.handle = None
         self.settled = True
         self.forced = self.lifetime_set = False
-        self.idle = self.absolute = self.persistent = None
+        self.lifetime = None
 
     # -- the application's changes ----------------------------------------------------
 
     def remember(self, key: str, value: Any) -> None:
         """Keep a copy of the mutable ``value`` just read, to see in-place changes later."""
+        if self.snapshots is None:
+            self.snapshots = {}
         self.snapshots[key] = copy.deepcopy(value)
         self.settled = False
 
@@ -167,7 +164,7 @@ class SessionState:
         """Record the removal of every value."""
         self.data.clear()
         self.changes.clear()
-        self.snapshots.clear()
+        self.snapshots = None
         self.cleared = True
         self.settled = False
 
@@ -175,18 +172,18 @@ class SessionState:
                      persistent: bool | None) -> None:
         """Give the session a lifetime of its own (``None``: the manager's); the next
         release saves it."""
-        self.idle, self.absolute, self.persistent = idle, absolute, persistent
+        self.lifetime = (None if idle is None and absolute is None and persistent is None
+                         else (idle, absolute, persistent))
         self.lifetime_set = True
         self.settled = False
         if not self.is_new:  # a new session is stored with it if it gets data
             self.forced = True
 
-    def concurrent_lifetime(self, lifetime: tuple[float | None, float | None, bool | None] | None,
-                            ) -> None:
+    def concurrent_lifetime(self, lifetime: Lifetime | None) -> None:
         """Another request saved first with ``lifetime``: keep it, unless this request set
         a lifetime of its own (then ours is the later word)."""
         if not self.lifetime_set:
-            self.idle, self.absolute, self.persistent = lifetime or (None, None, None)
+            self.lifetime = lifetime
 
     def force_save(self) -> None:
         """Make the next release write the session even if no value changed."""
@@ -195,6 +192,8 @@ class SessionState:
 
     def mutated_keys(self) -> list[str]:
         """Keys whose mutable values were changed in place since they were read."""
+        if not self.snapshots:
+            return []
         return [
             key
             for key, before in self.snapshots.items()
@@ -219,29 +218,33 @@ class SessionState:
 
     # -- saving -----------------------------------------------------------------------
 
-    def committed(self, sid: str, data: dict[str, Any], created: float, version: int,
-                  expires_at: float, send_id: bool) -> None:
-        """The store (or the cookie) now holds ``data`` under ``sid`` at ``version``.
+    def committed(self, data: dict[str, Any], version: int, expires_at: float,
+                  send_id: bool) -> None:
+        """The store (or the cookie) now holds ``data`` at ``version``, under this ID.
 
         ``send_id``: the response must carry the ID (a new one, or a persistent cookie
         whose ``Max-Age`` slides with the server's deadline).
         """
-        self.sid = sid
         self.data = data
-        self.created = created
         self.version = version
         self.expires_at = expires_at
-        self.is_new = False
         self.changes.clear()
-        self.snapshots.clear()
-        self.cleared = False
-        self.old_sid = None
-        self.refresh_checked = True  # the write just set the deadline
-        self.settled = True
-        self.forced = self.lifetime_set = False
+        self.snapshots = None
+        self.cleared = self.forced = self.lifetime_set = False
+        self.refresh_checked = self.settled = True  # the write just set the deadline
         if send_id:
             self.send_id = True
             self.expire_cookie = False
+
+    def stored(self, sid: str, created: float, version: int, expires_at: float) -> None:
+        """A new record (or sealed value) ``sid`` now holds the session: a new one, one
+        moved to a new ID, or a client-side session sealed afresh. The response carries
+        the new ID."""
+        self.sid = sid
+        self.created = created
+        self.is_new = False
+        self.old_sid = None
+        self.committed(self.data, version, expires_at, True)
 
     def deadline_moved(self, expires_at: float, *, send_id: bool) -> None:
         """A refresh moved the idle deadline to ``expires_at`` (or found it current)."""

@@ -117,52 +117,30 @@ class BackingSession(_Session):
     def key(self) -> str | None:
         """Django's ``session_key``: the client's key until the session is read, then the
         ID of the stored session, or ``None`` for one not stored (yet)."""
-        state = self._state
-        if not state.loaded:
-            return state.sid
-        return None if state.is_new else state.sid
+        if not self.loaded:
+            return self.current_id
+        return None if self.is_new else self.current_id
 
     @property
     def empty(self) -> bool:
         """Django's ``is_empty()``: no stored session and no data (no I/O)."""
-        state = self._state
-        return state.loaded and state.is_new and not state.data
-
-    @property
-    def pending(self) -> bool:
-        """Whether a release has something to do: changes to save, or a read-only
-        request's idle deadline due for a refresh (or already moved by the read, so the
-        cookie's ``Max-Age`` should follow)."""
-        state = self._state
-        if not state.loaded:
-            return False
-        if self.modified:
-            return True
-        if state.is_new:
-            return state.old_sid is not None
-        if state.refresh_checked:
-            return False
-        engine = self.engine
-        if getattr(getattr(engine, "provider", None), "refreshes_on_read", False):
-            return state.refreshed
-        return engine.refresh_due(state, engine.deadline(state, state.created, time.time()))
+        return self.loaded and self.is_new and not super().__len__()
 
     def keep(self) -> None:
         """Make the next release store this session even if it holds nothing."""
-        if not self._ensure_loaded().data:
+        if not super().__len__():
             self.set(_KEPT, True)
 
     # The kept-marker is the adapter's, not the application's: no view of the data shows it.
 
     def __iter__(self) -> Iterator[str]:
-        return iter([key for key in self._ensure_loaded().data if key != _KEPT])
+        return iter([key for key in super().__iter__() if key != _KEPT])
 
     def __len__(self) -> int:
-        data = self._ensure_loaded().data
-        return len(data) - (_KEPT in data)
+        return super().__len__() - super().__contains__(_KEPT)
 
     def __contains__(self, key: object) -> bool:
-        return key != _KEPT and key in self._ensure_loaded().data
+        return key != _KEPT and super().__contains__(key)
 
 
 # -- the process's manager ------------------------------------------------------------------

@@ -87,7 +87,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 if TYPE_CHECKING:
     from ._core import Engine
-    from ._state import SessionState
+    from ._state import SessionState  # the engine's: passed through to SessionStore
 
 __all__ = ["FlaskSession", "Session", "WebSessionInterface", "session"]
 
@@ -183,9 +183,9 @@ class FlaskSession(SessionStore):
         value = bool(value)
         if value == self.permanent:
             return  # apps set it on every request: only a change costs a write
-        state = self._state
         # Keep a lifetime of the session's own, if it has one; change only the cookie.
-        self.set_lifetime(state.idle, state.absolute, persistent=value)
+        idle, absolute, _ = self.own_lifetime
+        self.set_lifetime(idle, absolute, persistent=value)
         # The core re-sends a persistent cookie on save, but not one that became a
         # browser-session cookie: the interface does.
         self._now_transient = not value
@@ -201,7 +201,19 @@ class FlaskSession(SessionStore):
         ``after_request`` functions touching the session (Flask-Login's) do not fail
         again and turn the 503 into a 500."""
         self._unavailable = True
-        self.engine.forget(self._state, False)
+        self.abandon()
+
+    @property
+    def stood_down(self) -> bool:
+        """Whether :meth:`stand_down` was called: nothing is saved for this request."""
+        return self._unavailable
+
+    def became_transient(self) -> bool:
+        """Whether this request turned a permanent session into a browser-session one,
+        whose cookie the response must replace (the browser still holds one with a
+        ``Max-Age``); asking answers once."""
+        transient, self._now_transient = self._now_transient, False
+        return transient
 
     def clear(self) -> None:
         """Empty the session and give it a new ID.
@@ -251,7 +263,7 @@ class WebSessionInterface(SessionInterface):
         A store outage turns ``response`` into the application's 503 answer.
         """
         sess = cast(FlaskSession, session)
-        if sess._unavailable:
+        if sess.stood_down:
             return  # the request already answered 503: keep the client's cookie as it is
         headers: list[tuple[str, str]] = []
         try:
@@ -267,7 +279,7 @@ class WebSessionInterface(SessionInterface):
         except StoreUnavailableError as exc:
             _become(response, _unavailable_response(app, exc))
             return
-        if sess._now_transient:
+        if sess.became_transient():
             self._resend_as_browser_session_cookie(sess, headers)
         vary = sess.accessed
         for name, value in headers:
@@ -289,7 +301,6 @@ class WebSessionInterface(SessionInterface):
                                           headers: list[tuple[str, str]]) -> None:
         """A permanent session turned non-permanent: the browser still holds a cookie
         with a ``Max-Age``; replace it with a browser-session cookie."""
-        sess._now_transient = False
         if sess.is_new or sess.permanent or any(name == "Set-Cookie" for name, _ in headers):
             return  # not stored, permanent after all, or the core sent the cookie
         engine = sess.engine

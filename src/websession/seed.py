@@ -97,7 +97,7 @@ class SeedAdapter:
         """Delete session ``sid`` now."""
         engine = self.engine
         if engine.ids.is_valid(sid):
-            engine.run(engine.one(engine.provider.delete, sid))
+            engine.call(engine.provider.delete, sid)
 
     def session_all(self) -> int:
         """Count live sessions."""
@@ -208,17 +208,15 @@ class SeedSessionStore(SessionStore):
         assert isinstance(engine, SeedEngine)
         self._seed_engine = engine
 
-    def _store(self) -> Store:
-        self._accessed = True
-        state = self._state
-        if state.handle is None:
-            self._seed_engine.load(state)
-        handle: Store = state.handle
-        return handle
-
     def _ensure_loaded(self) -> SessionState:
-        self._store()
-        return self._state
+        state = super()._ensure_loaded()
+        if state.handle is None:  # a fresh session (or one after a destroy): a new store
+            self._seed_engine.load(state)
+        return state
+
+    def _store(self) -> Store:
+        handle: Store = self._ensure_loaded().handle
+        return handle
 
     async def aload(self) -> None:
         """Load in a worker thread: a seed-style provider's calls may block."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import re
 import threading
 import time
@@ -27,9 +28,9 @@ from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
 from .._loops import LoopLocal
 from .._plans import Plan
-from ..exceptions import ConfigurationError
+from ..exceptions import ConfigurationError, UnsupportedOperationError
 from ._pool import Connector, Lender, Pool, arun, close_per_loop, run
-from .base import BaseProvider, Record, parse_options
+from .base import BaseProvider, Page, Record, parse_options
 
 __all__ = [
     "AFFECTED",
@@ -37,9 +38,11 @@ __all__ = [
     "DEFAULT_TABLE",
     "NOTHING",
     "ROW",
+    "ROWS",
     "SQLProvider",
     "Statements",
     "Step",
+    "portable_statements",
 ]
 
 T = TypeVar("T")
@@ -47,8 +50,8 @@ P = ParamSpec("P")
 S = TypeVar("S", bound="SQLProvider")
 
 #: What a step gives back to its plan: nothing, the first row (or ``None``), the number of
-#: rows the statement affected, or whether a create statement stored its row.
-NOTHING, ROW, AFFECTED, CREATED = range(4)
+#: rows the statement affected, whether a create statement stored its row, or every row.
+NOTHING, ROW, AFFECTED, CREATED, ROWS = range(5)
 
 #: One statement: its SQL, its named parameters (``None``: sent as is, no placeholders),
 #: and what the plan wants back.
@@ -82,6 +85,52 @@ class Statements:
     delete: str
     count: str
     gc: str
+    # -- the operations of issue 13: listing, the user index, batch creation ----------
+    #: Finds the user columns (same parameters as ``exists``); ``add_users`` adds them
+    #: and their index to a table made before they existed.
+    has_users: str = ""
+    add_users: str = ""
+    #: Keyset pagination: ``batch`` live rows in ``sid`` order (after ``after``).
+    scan_first: str = ""
+    scan: str = ""
+    #: Serialise the binds of one user (``lock``): ``lock_user`` inside the transaction,
+    #: ``unlock_user`` (if the lock outlives it) after.
+    lock_user: str = ""
+    unlock_user: str = ""
+    #: Bind a live row to ``user`` (``None``: to nobody) unless it already is.
+    bind: str = ""
+    #: A user's live sessions newest binding first (sids only), and oldest first (rows).
+    user_sids: str = ""
+    sessions_of: str = ""
+    #: Lock the sids of ``user``'s rows other than ``keep`` (for revoke_user).
+    revoke_select: str = ""
+    #: Lock up to ``batch`` expired sids (for gc_ids).
+    expired_select: str = ""
+    #: Delete the rows named in ``sids`` (``expired_sids``: only those expired by ``now``).
+    delete_sids: str = ""
+    delete_expired_sids: str = ""
+    #: How many of the rows named in ``sids`` exist.
+    count_sids: str = ""
+    #: Insert many rows at once, skipping IDs that exist (see ``SQLProvider.many_params``).
+    create_many: str = ""
+
+
+def portable_statements(t: str) -> dict[str, Any]:
+    """The operations' statements both dialects write alike, for the quoted table ``t``."""
+    rows = "sid, payload, expires_at, version"
+    return {
+        # Keyset pagination through the primary key: no OFFSET, however deep the walk.
+        "scan_first": f"SELECT {rows} FROM {t} WHERE expires_at > %(now)s ORDER BY sid "
+                      "LIMIT %(batch)s",
+        "scan": f"SELECT {rows} FROM {t} WHERE sid > %(after)s AND expires_at > %(now)s "
+                "ORDER BY sid LIMIT %(batch)s",
+        "user_sids": f"SELECT sid FROM {t} WHERE user_id = %(user)s AND expires_at > %(now)s "
+                     "ORDER BY bound_at DESC, sid",
+        "sessions_of": f"SELECT {rows} FROM {t} WHERE user_id = %(user)s "
+                       "AND expires_at > %(now)s ORDER BY bound_at, sid",
+        "expired_select": f"SELECT sid FROM {t} WHERE expires_at <= %(now)s "
+                          "ORDER BY expires_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED",
+    }
 
 
 def split_table(name: str) -> tuple[str, ...]:
@@ -231,6 +280,7 @@ class SQLProvider(BaseProvider):
             self.create_table = bool(options["create_table"])
         if "table" in options or "create_table" in options:
             self._ready = not self.create_table  # a new table is checked on first use
+            self._has_users: bool | None = None  # whether it has the user columns
         if options.get("dsn") is not None:
             self.check_dsn(options["dsn"])
             self.dsn = options["dsn"]
@@ -284,6 +334,15 @@ class SQLProvider(BaseProvider):
     @abstractmethod
     def _reusable(self, conn: Any, exc: BaseException, /) -> bool:
         """Whether ``conn`` is still in step with its server after ``exc``."""
+
+    @abstractmethod
+    def many_params(self, records: list[tuple[str, Record, str | None]],
+                    now: float) -> dict[str, Any]:
+        """The parameters of :attr:`Statements.create_many` for ``records``."""
+
+    def lock_name(self, user: str) -> str:
+        """The name of the lock that serialises ``user``'s binds in this table."""
+        return f"websession:{self.table}:{user}"
 
     # -- borrowing connections ----------------------------------------------------------
 
@@ -369,11 +428,15 @@ class SQLProvider(BaseProvider):
     # -- the plans ----------------------------------------------------------------------
 
     def _setup(self, conn: Any) -> Plan[None]:
-        """Create the table and its index if they are missing (once per provider)."""
+        """Create the table and its index if they are missing (once per provider); add
+        the user columns to a table made before they existed."""
         statements = self.statements
         found = yield from self._statement(conn, (statements.exists, statements.exists_params, ROW))
         if found is None or found[0] is None:
             yield from self._statement(conn, (statements.setup, None, NOTHING))
+            self._has_users = True
+        else:
+            yield from self._add_users(conn)
 
     def _read(self, conn: Any, sid: str) -> Plan[Record | None]:
         """Return the live record: one ``SELECT`` by primary key."""
@@ -428,6 +491,175 @@ class SQLProvider(BaseProvider):
             removed += affected
             if affected < self.gc_batch_size:
                 return removed
+
+    # -- the operations (issue 13): listing, the user index, batch creation ---------------
+    #
+    # A statement that needs several steps to be one (bind's count-and-evict, revoke's and
+    # gc_ids' select-then-delete) runs in a transaction opened with BEGIN on the
+    # autocommit connection, rolled back if a step fails.
+
+    def _add_users(self, conn: Any) -> Plan[None]:
+        """Add the user columns and their index to a table made before they existed
+        (nothing if it has them); another process doing it at the same moment is fine."""
+        statements = self.statements
+        found = yield from self._statement(
+            conn, (statements.has_users, statements.exists_params, ROW))
+        if found is None:
+            try:
+                yield from self._statement(conn, (statements.add_users, None, NOTHING))
+            except Exception:
+                again = yield from self._statement(
+                    conn, (statements.has_users, statements.exists_params, ROW))
+                if again is None:  # not a race with another process: a real failure
+                    raise
+        self._has_users = True
+
+    def _users_ready(self, conn: Any) -> Plan[bool]:
+        """Whether the table has the user columns (checked once, for a table the
+        provider does not manage: ``createTable`` false)."""
+        if self._has_users is None:
+            statements = self.statements
+            found = yield from self._statement(
+                conn, (statements.has_users, statements.exists_params, ROW))
+            self._has_users = found is not None
+        return self._has_users
+
+    def _need_users(self, conn: Any) -> Plan[None]:
+        if not (yield from self._users_ready(conn)):
+            raise UnsupportedOperationError(
+                f"table {self.table} has no user_id column (made before per-user sessions, "
+                "and createTable is false): add the columns as the provider's "
+                "documentation shows, or set createTable true")
+
+    def _in_transaction(self, conn: Any, body: Plan[T]) -> Plan[T]:
+        """Run ``body`` between BEGIN and COMMIT on ``conn``; roll back if it fails."""
+        yield from self._statement(conn, ("BEGIN", None, NOTHING))
+        try:
+            result = yield from body
+        except Exception:
+            # A connection the server answered with an error goes back to the pool: not in
+            # this transaction. (One left mid-statement, or cancelled, is discarded.)
+            with contextlib.suppress(Exception):  # broken: the borrowing plan discards it
+                yield from self._statement(conn, ("ROLLBACK", None, NOTHING))
+            raise
+        yield from self._statement(conn, ("COMMIT", None, NOTHING))
+        return result
+
+    def _delete_sids(self, conn: Any, sids: list[str]) -> Plan[None]:
+        if sids:
+            yield from self._statement(conn, (self.statements.delete_sids, {"sids": sids},
+                                              NOTHING))
+
+    @staticmethod
+    def _sid(value: Any) -> str:
+        return value if type(value) is str else bytes(value).decode("ascii")  # VARBINARY
+
+    @classmethod
+    def _row_record(cls, row: Any) -> tuple[str, Record]:
+        sid, payload, expires_at, version = row
+        return cls._sid(sid), Record(payload if type(payload) is bytes else bytes(payload),
+                                     expires_at, version)
+
+    def _scan(self, conn: Any, cursor: str | None, batch: int) -> Plan[Page]:
+        """Keyset pagination through the primary key: ``sid > cursor ORDER BY sid``, one
+        index range read per batch however deep the walk is (no OFFSET)."""
+        statements, now = self.statements, time.time()
+        if cursor is None:
+            step: Step = (statements.scan_first, {"now": now, "batch": batch}, ROWS)
+        else:
+            step = (statements.scan, {"after": cursor, "now": now, "batch": batch}, ROWS)
+        rows = yield from self._statement(conn, step)
+        page = [self._row_record(row) for row in rows]
+        return Page(page, page[-1][0] if len(page) == batch else None)
+
+    def _bind(self, conn: Any, sid: str, user: str | None, cap: int) -> Plan[list[str]]:
+        """Set the row's user, then delete that user's rows past ``cap`` (the newest
+        kept), in one transaction holding a lock on the user: concurrent logins of one
+        user, from any process, take turns."""
+        if not (yield from self._users_ready(conn)):
+            return []  # a table without the user columns: nothing to index (see _need_users)
+        statements, now = self.statements, time.time()
+        params = {"sid": sid, "user": user, "now": now}
+        if user is None:
+            yield from self._statement(conn, (statements.bind, params, AFFECTED))
+            return []
+        lock = {"lock": self.lock_name(user)}
+        try:
+            evicted = yield from self._in_transaction(conn, self._bind_and_evict(
+                conn, params, lock, cap))
+        finally:
+            if statements.unlock_user:
+                yield from self._statement(conn, (statements.unlock_user, lock, ROW))
+        return evicted
+
+    def _bind_and_evict(self, conn: Any, params: dict[str, Any], lock: dict[str, Any],
+                        cap: int) -> Plan[list[str]]:
+        statements = self.statements
+        locked = yield from self._statement(conn, (statements.lock_user, lock, ROW))
+        if locked is not None and locked[0] == 0:  # MySQL's GET_LOCK timed out
+            raise TimeoutError(f"another login of this user held its lock in {self.table}")
+        bound = yield from self._statement(conn, (statements.bind, params, AFFECTED))
+        if not bound or cap <= 0:
+            return []
+        rows = yield from self._statement(conn, (statements.user_sids, params, ROWS))
+        evicted = [self._sid(row[0]) for row in rows[cap:]]
+        yield from self._delete_sids(conn, evicted)
+        return evicted
+
+    def _sessions_of(self, conn: Any, user: str) -> Plan[list[tuple[str, Record]]]:
+        """The user's live rows through the user index, oldest binding first."""
+        yield from self._need_users(conn)
+        rows = yield from self._statement(
+            conn, (self.statements.sessions_of, {"user": user, "now": time.time()}, ROWS))
+        return [self._row_record(row) for row in rows]
+
+    def _revoke_user(self, conn: Any, user: str, keep: str | None) -> Plan[list[str]]:
+        """Delete the user's rows except ``keep``; return their IDs."""
+        yield from self._need_users(conn)
+        return (yield from self._in_transaction(conn, self._select_and_delete(
+            conn, (self.statements.revoke_select, {"user": user, "keep": keep}, ROWS))))
+
+    def _select_and_delete(self, conn: Any, select: Step) -> Plan[list[str]]:
+        rows = yield from self._statement(conn, select)
+        sids = [self._sid(row[0]) for row in rows]
+        yield from self._delete_sids(conn, sids)
+        return sids
+
+    def _gc_ids(self, conn: Any) -> Plan[list[str]]:
+        """What :meth:`gc` does, a locked batch at a time, returning the removed IDs."""
+        params = {"now": time.time(), "batch": self.gc_batch_size}
+        ids: list[str] = []
+        while True:
+            batch = yield from self._in_transaction(conn, self._select_and_delete(
+                conn, (self.statements.expired_select, params, ROWS)))
+            ids += batch
+            if len(batch) < self.gc_batch_size:
+                return ids
+
+    def _create_many(self, conn: Any, records: list[tuple[str, Record, str | None]]) -> Plan[int]:
+        """Store many records at once, bound to their users, skipping IDs that have a live
+        row (an expired one is replaced): three statements, whatever the batch's size."""
+        if not records:
+            return 0
+        now = time.time()
+        if any(user is not None for _, _, user in records):
+            yield from self._need_users(conn)
+        statements = self.statements
+        params = {"sids": [sid for sid, _, _ in records], "now": now}
+        yield from self._statement(conn, (statements.delete_expired_sids, params, NOTHING))
+        # What was there is counted first: MySQL's count of rows affected by an insert
+        # that skips existing IDs depends on the connection's FOUND_ROWS flag.
+        found = yield from self._statement(conn, (statements.count_sids, params, ROW))
+        yield from self._statement(
+            conn, (statements.create_many, self.many_params(records, now), NOTHING))
+        return len(records) - int(found[0])
+
+    scan, ascan = _primitive(_scan)
+    bind, abind = _primitive(_bind)
+    sessions_of, asessions_of = _primitive(_sessions_of)
+    revoke_user, arevoke_user = _primitive(_revoke_user)
+    gc_ids, agc_ids = _primitive(_gc_ids)
+    create_many, acreate_many = _primitive(_create_many)
 
     # -- the primitives: each plan, blocking and awaitable --------------------------------
 

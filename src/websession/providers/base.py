@@ -291,6 +291,36 @@ class BaseProvider(Configurable, ABC):
             f"the {type(self).__name__} provider cannot index sessions by user"
         )
 
+    def create_many(self, records: list[tuple[str, Record, str | None]]) -> int:
+        """Optional: what :meth:`create` does for each ``(sid, record, user)``, in as few
+        round trips as the store allows, binding each record that names a user to it (as
+        :meth:`bind` with no cap; ignored by a provider without a user index). An ID that
+        has a live record keeps it (a provider whose create and bind are separate steps
+        adds the binding again, so that a rerun completes an interrupted batch). Return
+        how many records were stored. ``migrate`` uses it."""
+        raise UnsupportedOperationError(
+            f"the {type(self).__name__} provider cannot create in batches (no create_many())"
+        )
+
+    def watch_expired(self, on_expired: Callable[[list[str]], object]) -> Callable[[], None]:
+        """Optional: call ``on_expired(ids)`` from a thread of the provider's own whenever
+        the store itself expires sessions (Redis keyspace notifications); return a function
+        that stops watching. The manager starts it when someone subscribes to
+        ``expired``."""
+        raise UnsupportedOperationError(
+            f"the {type(self).__name__} provider cannot report sessions the store expires"
+        )
+
+    @property
+    def can_create_many(self) -> bool:
+        """Whether this provider implements :meth:`create_many`."""
+        return type(self).create_many is not BaseProvider.create_many
+
+    @property
+    def can_watch_expired(self) -> bool:
+        """Whether this provider implements :meth:`watch_expired`."""
+        return type(self).watch_expired is not BaseProvider.watch_expired
+
     @property
     def can_bind(self) -> bool:
         """Whether this provider implements :meth:`bind` and the per-user methods."""
@@ -360,6 +390,10 @@ class BaseProvider(Configurable, ABC):
     def ascan(self, cursor: str | None, batch: int) -> Awaitable[Page]:
         """Async twin of :meth:`scan`."""
         return self._offload(self.scan, cursor, batch)
+
+    def acreate_many(self, records: list[tuple[str, Record, str | None]]) -> Awaitable[int]:
+        """Async twin of :meth:`create_many`."""
+        return self._offload(self.create_many, records)
 
 
 class ClientSideProvider(Configurable, ABC):

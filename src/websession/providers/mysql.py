@@ -37,9 +37,19 @@ The table, created on first use unless ``createTable`` is false::
         payload    LONGBLOB       NOT NULL,  -- the engine's opaque bytes
         expires_at DOUBLE         NOT NULL,  -- Unix seconds, exact to the microsecond
         version    BIGINT         NOT NULL,  -- compared by update (compare-and-set)
+        user_id    VARBINARY(320) NULL,      -- the user it is bound to (bind())
+        bound_at   DOUBLE         NULL,      -- when: the cap evicts the oldest
         PRIMARY KEY (sid),
-        KEY websession_sessions_expires_at (expires_at)  -- count and GC walk it
+        KEY websession_sessions_expires_at (expires_at),  -- count and GC walk it
+        KEY websession_sessions_user (user_id, bound_at)
     ) ENGINE=InnoDB
+
+A table made by an earlier version, without the user columns, gets them and their index
+on first use (one ``ALTER TABLE``: MariaDB 10.3+ and MySQL 8 add the columns in place and
+build the index online; a process that loses the race to add them finds them there).
+With ``createTable`` false the table is left alone: saves go on unindexed, and
+``sessions_of``/``revoke_user`` raise :class:`~websession.UnsupportedOperationError` until
+the columns exist. User IDs are at most 320 bytes.
 
 ``create`` is ``INSERT … ON DUPLICATE KEY UPDATE`` whose every column keeps the old value
 while the old row is live; when it does, the statement also calls ``LAST_INSERT_ID(1)``,
@@ -69,7 +79,8 @@ from ._pool import (
     call,
     idle_socket_broken,
 )
-from ._sql import AFFECTED, CREATED, ROW, SQLProvider, Statements, Step
+from ._sql import AFFECTED, CREATED, ROW, ROWS, SQLProvider, Statements, Step, portable_statements
+from .base import Record
 
 try:
     import pymysql  # type: ignore[import-untyped, unused-ignore]
@@ -138,13 +149,29 @@ def _hex(value: bytes) -> str:
 _LITERALS: dict[type, Callable[[Any], str]] = {bytes: _hex, float: escape_float, int: escape_int}
 
 
+class Rows(tuple[tuple[Any, ...], ...]):
+    """A parameter rendered as the rows of a multi-row ``VALUES``: ``(a, b), (c, d)``."""
+
+    __slots__ = ()
+
+
+def _literal(conn: Any, value: Any) -> str:
+    literal = _LITERALS.get(type(value))
+    return conn.escape(value) if literal is None else literal(value)
+
+
 def _render(conn: Any, sql: str, params: Mapping[str, Any] | None) -> str:
     if params is None:
         return sql
     literals = {}
     for name, value in params.items():
-        literal = _LITERALS.get(type(value))
-        literals[name] = conn.escape(value) if literal is None else literal(value)
+        if type(value) is Rows:
+            literals[name] = ", ".join(
+                "(" + ", ".join([_literal(conn, item) for item in row]) + ")" for row in value)
+        elif type(value) is list:  # the right-hand side of IN
+            literals[name] = "(" + ", ".join([_literal(conn, item) for item in value]) + ")"
+        else:
+            literals[name] = _literal(conn, value)
     return sql % literals
 
 
@@ -168,6 +195,8 @@ def _statement(conn: Any, step: Step) -> Plan[Any]:
         yield conn.commit
     if fetch == ROW:
         return (yield cursor.fetchone)
+    if fetch == ROWS:
+        return (yield cursor.fetchall)
     if fetch == AFFECTED:
         return cursor.rowcount
     if fetch == CREATED:  # see the module docstring: LAST_INSERT_ID(1) means "kept"
@@ -236,6 +265,16 @@ class MySQLProvider(SQLProvider):
         index = f"`{table[-1]}_expires_at`"
         live = "sid = %(sid)s AND expires_at > %(now)s"
         expired = "expires_at <= %(now)s"
+        where_table = (
+            "WHERE TABLE_NAME = %(table)s AND TABLE_SCHEMA = COALESCE(%(schema)s, DATABASE())"
+        )
+        # The user columns; a table of an earlier version gets them added. MariaDB 10.3+
+        # and MySQL 8 add a nullable column in place (instantly), and build the index
+        # online: requests go on meanwhile.
+        add_users = (
+            f"ALTER TABLE {t} ADD COLUMN user_id VARBINARY(320) NULL, "
+            f"ADD COLUMN bound_at DOUBLE NULL, ADD KEY `{table[-1]}_user` (user_id, bound_at)"
+        )
         return Statements(
             exists=(
                 "SELECT 1 FROM information_schema.TABLES WHERE TABLE_NAME = %(table)s AND "
@@ -246,7 +285,9 @@ class MySQLProvider(SQLProvider):
                 f"CREATE TABLE IF NOT EXISTS {t} ("
                 "sid VARBINARY(320) NOT NULL, payload LONGBLOB NOT NULL, "
                 "expires_at DOUBLE NOT NULL, version BIGINT NOT NULL, "
-                f"PRIMARY KEY (sid), KEY {index} (expires_at)) ENGINE=InnoDB"
+                "user_id VARBINARY(320) NULL, bound_at DOUBLE NULL, "
+                f"PRIMARY KEY (sid), KEY {index} (expires_at), "
+                f"KEY `{table[-1]}_user` (user_id, bound_at)) ENGINE=InnoDB"
             ),
             read=f"SELECT payload, expires_at, version FROM {t} WHERE {live}",
             # Columns are assigned left to right and later ones see earlier ones' new
@@ -267,7 +308,42 @@ class MySQLProvider(SQLProvider):
             delete=f"DELETE FROM {t} WHERE sid = %(sid)s",
             count=f"SELECT COUNT(*) FROM {t} WHERE expires_at > %(now)s",
             gc=f"DELETE FROM {t} WHERE {expired} ORDER BY expires_at LIMIT %(batch)s",
+            **portable_statements(t),
+            has_users=(
+                f"SELECT 1 FROM information_schema.COLUMNS {where_table} "
+                "AND COLUMN_NAME = 'user_id'"
+            ),
+            add_users=add_users,
+            # A named lock per user (a hash: names are at most 64 characters), held until
+            # unlock_user: concurrent logins of one user take turns.
+            lock_user="SELECT GET_LOCK(CONCAT('ws:', SHA1(%(lock)s)), 10)",
+            unlock_user="SELECT RELEASE_LOCK(CONCAT('ws:', SHA1(%(lock)s)))",
+            bind=(
+                f"UPDATE {t} SET user_id = %(user)s, bound_at = %(now)s WHERE {live} "
+                "AND NOT (user_id <=> %(user)s)"
+            ),
+            revoke_select=(
+                f"SELECT sid FROM {t} WHERE user_id = %(user)s AND NOT (sid <=> %(keep)s) "
+                "FOR UPDATE"
+            ),
+            delete_sids=f"DELETE FROM {t} WHERE sid IN %(sids)s",
+            delete_expired_sids=f"DELETE FROM {t} WHERE sid IN %(sids)s AND {expired}",
+            count_sids=f"SELECT COUNT(*) FROM {t} WHERE sid IN %(sids)s",
+            # An existing ID keeps its row (a no-op update: INSERT IGNORE would also turn
+            # errors into warnings).
+            create_many=(
+                f"INSERT INTO {t} (sid, payload, expires_at, version, user_id, bound_at) "
+                "VALUES %(rows)s "
+                "ON DUPLICATE KEY UPDATE sid = sid"
+            ),
         )
+
+    def many_params(self, records: list[tuple[str, Record, str | None]],
+                    now: float) -> dict[str, Any]:
+        """The rows of a multi-row ``VALUES``."""
+        return {"rows": Rows((sid, record.payload, record.expires_at, record.version, user,
+                              None if user is None else now)
+                             for sid, record, user in records)}
 
     def check_dsn(self, dsn: str) -> None:
         """Parse ``dsn``; a malformed one is a :class:`ConfigurationError`."""

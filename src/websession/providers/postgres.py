@@ -37,6 +37,18 @@ so processes starting together do not race)::
     );
     CREATE INDEX IF NOT EXISTS websession_sessions_expires_at
         ON websession_sessions (expires_at);              -- count and GC walk it
+    ALTER TABLE websession_sessions                       -- the user index (bind())
+        ADD COLUMN IF NOT EXISTS user_id text COLLATE "C",
+        ADD COLUMN IF NOT EXISTS bound_at double precision;
+    CREATE INDEX IF NOT EXISTS websession_sessions_user
+        ON websession_sessions (user_id, bound_at);
+
+A table made by an earlier version, without the user columns, gets them (and their
+index) on first use, under the same advisory lock: adding a nullable column rewrites
+nothing; building the index blocks writes to the table while it runs. With
+``createTable`` false the table is left alone: saves go on unindexed, and
+``sessions_of``/``revoke_user`` raise :class:`~websession.UnsupportedOperationError`
+until the columns exist.
 
 GC deletes ``gcBatchSize`` expired rows per statement, picked through the expiry index
 with ``FOR UPDATE SKIP LOCKED``, so concurrent GC passes (several processes) share the
@@ -51,7 +63,8 @@ from typing import Any
 from .._plans import Plan
 from ..exceptions import ConfigurationError, MissingDependencyError
 from ._pool import AppPool, Connector, Lender, idle_socket_broken
-from ._sql import AFFECTED, CREATED, ROW, SQLProvider, Statements, Step
+from ._sql import AFFECTED, CREATED, ROW, ROWS, SQLProvider, Statements, Step, portable_statements
+from .base import Record
 
 try:
     import psycopg
@@ -122,6 +135,8 @@ def _statement(link: _Link, step: Step) -> Plan[Any]:
         yield conn.commit
     if fetch == ROW:
         return (yield cursor.fetchone)
+    if fetch == ROWS:
+        return (yield cursor.fetchall)
     if fetch == AFFECTED:
         return cursor.rowcount
     if fetch == CREATED:  # ON CONFLICT ... WHERE: no row when a live one was kept
@@ -155,6 +170,14 @@ class PostgresProvider(SQLProvider):
         live = "sid = %(sid)s AND expires_at > %(now)s"
         expired = "expires_at <= %(now)s"
         lock_key = ".".join(table).replace("'", "")  # identifiers: nothing to escape
+        # The user columns, added to a table of an earlier version too: a nullable column
+        # without a default is a change to the catalog only, however large the table; the
+        # index is built under the advisory lock, blocking writes while it builds.
+        add_users = (
+            f'ALTER TABLE {t} ADD COLUMN IF NOT EXISTS user_id text COLLATE "C", '
+            "ADD COLUMN IF NOT EXISTS bound_at double precision; "
+            f'CREATE INDEX IF NOT EXISTS "{table[-1]}_user" ON {t} (user_id, bound_at)'
+        )
         return Statements(
             exists="SELECT to_regclass(%(table)s)",
             exists_params={"table": t},
@@ -165,7 +188,7 @@ class PostgresProvider(SQLProvider):
                 f"CREATE TABLE IF NOT EXISTS {t} ("
                 'sid varchar(320) COLLATE "C" PRIMARY KEY, payload bytea NOT NULL, '
                 "expires_at double precision NOT NULL, version bigint NOT NULL); "
-                f"CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at)"
+                f"CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at); {add_users}"
             ),
             read=f"SELECT payload, expires_at, version FROM {t} WHERE {live}",
             create=(
@@ -189,7 +212,47 @@ class PostgresProvider(SQLProvider):
                 f"SELECT ctid FROM {t} WHERE {expired} ORDER BY expires_at "
                 f"LIMIT %(batch)s FOR UPDATE SKIP LOCKED)) AND {expired}"
             ),
+            **portable_statements(t),
+            has_users=(
+                "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%(table)s) "
+                "AND attname = 'user_id' AND NOT attisdropped"
+            ),
+            add_users=(
+                f"SELECT pg_advisory_xact_lock(hashtext('websession:{lock_key}')); {add_users}"
+            ),
+            lock_user="SELECT pg_advisory_xact_lock(hashtext(%(lock)s))",
+            bind=(
+                f"UPDATE {t} SET user_id = %(user)s::text, bound_at = %(now)s WHERE {live} "
+                "AND user_id IS DISTINCT FROM %(user)s::text"
+            ),
+            revoke_select=(
+                f"SELECT sid FROM {t} WHERE user_id = %(user)s "
+                "AND sid IS DISTINCT FROM %(keep)s::text FOR UPDATE"
+            ),
+            delete_sids=f"DELETE FROM {t} WHERE sid = ANY(%(sids)s)",
+            delete_expired_sids=f"DELETE FROM {t} WHERE sid = ANY(%(sids)s) AND {expired}",
+            count_sids=f"SELECT count(*) FROM {t} WHERE sid = ANY(%(sids)s)",
+            # Arrays, one per column: one statement, and one plan, for any batch size.
+            create_many=(
+                f"INSERT INTO {t} (sid, payload, expires_at, version, user_id, bound_at) "
+                "SELECT * FROM unnest("
+                "%(sids)s::text[], %(payloads)s::bytea[], %(expires)s::float8[], "
+                "%(versions)s::int8[], %(users)s::text[], %(bound)s::float8[]) "
+                "ON CONFLICT (sid) DO NOTHING"
+            ),
         )
+
+    def many_params(self, records: list[tuple[str, Record, str | None]],
+                    now: float) -> dict[str, Any]:
+        """One array per column (``unnest`` zips them into rows)."""
+        return {
+            "sids": [sid for sid, _, _ in records],
+            "payloads": [record.payload for _, record, _ in records],
+            "expires": [record.expires_at for _, record, _ in records],
+            "versions": [record.version for _, record, _ in records],
+            "users": [user for _, _, user in records],
+            "bound": [None if user is None else now for _, _, user in records],
+        }
 
     def check_dsn(self, dsn: str) -> None:
         """Parse ``dsn`` with libpq; a malformed one is a :class:`ConfigurationError`."""

@@ -37,7 +37,7 @@ from dataclasses import replace
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from ..exceptions import MissingDependencyError
-from .base import BaseProvider, Record, dump_versioned, load_versioned
+from .base import Record, dump_versioned, load_versioned
 
 try:
     import redis  # noqa: F401 - here, so that a missing driver fails naming the extra
@@ -64,6 +64,7 @@ from ._redis_config import (
     SentinelConfigParser,
     parse_redis_config,
 )
+from ._redis_ops import RedisOps
 
 __all__ = [
     "RedisClusterProvider",
@@ -337,8 +338,10 @@ def _match_pattern(prefix: str) -> str:
 # -- the providers ------------------------------------------------------------------------
 
 
-class _RedisBase(BaseProvider):
-    """What the three Redis providers share: the primitives, run over their clients.
+class _RedisBase(RedisOps):
+    """What the three Redis providers share: the primitives, run over their clients; and
+    the optional abilities (listing, the user index, batch creation, expired events) of
+    :class:`~._redis_ops.RedisOps`.
 
     Subclasses name their configuration forms (:attr:`config_parser`) and their
     topology's clients (:attr:`clients_class`); everything else is here, once.
@@ -352,6 +355,10 @@ class _RedisBase(BaseProvider):
     config_parser: ClassVar[RedisConfigParser]
     #: Builds, holds and sends through this provider's clients.
     clients_class: ClassVar[type[RedisClients]]
+    # The value format, for the optional abilities (RedisOps).
+    _record_of = staticmethod(_record)
+    _ttl_of = staticmethod(_ttl_ms)
+    _value_of = staticmethod(_value)
 
     def __init__(self, config: Any = None, *, key_prefix: str | None = None) -> None:
         """``config`` is any ``providerConfig`` form (see :func:`parse_redis_config`) or a
