@@ -390,6 +390,12 @@ class _RedisBase(RedisOps):
         return (options.client_cache.enabled
                 and not isinstance(options.client, ASYNC.redis.Redis | ASYNC.sentinel.Sentinel))
 
+    def _uncache(self, keys: list[str]) -> None:
+        cache = None if self._caching is None else self._caching.cache()
+        if cache is not None:
+            for key in keys:
+                cache.discard(key)
+
     @property
     def client_cache(self) -> RecordCache | None:
         """The client-side cache (its tracking started), or ``None`` when caching is off."""
