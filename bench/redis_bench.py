@@ -47,9 +47,13 @@ from .runner import Result, Settings, Timer, measure, package_version, parse_cou
 
 __all__ = ["main"]
 
-GOAL_RAW = 0.9
+GOAL_RAW = 0.95  # without the client-side cache
+GOAL_RAW_CACHED = 1.3
 GOAL_PEER = 1.5
+GOAL_READ_ONLY_CACHED = 3.0  # vs starsessions
 CONCURRENCY = 64
+#: The two ways websession runs: with the client-side cache (the default) and without.
+CACHED, UNCACHED = "cached", "uncached"
 
 FULL = Settings(rounds=9, requests=2_000, warmup=500)
 QUICK = Settings(rounds=3, requests=1_000, warmup=300)
@@ -58,10 +62,24 @@ QUICK = Settings(rounds=3, requests=1_000, warmup=300)
 # -- peers --------------------------------------------------------------------------------
 
 
-def _manager(url: str, prefix: str) -> websession.Manager:
-    config = f'{{"save_path": "{url}", "poolsize": 100, "key_prefix": "{prefix}"}}'
-    return websession.Manager("redis", {"cookieName": "gosessionid", "gclifetime": 3600,
-                                        "ProviderConfig": config})
+def _manager(url: str, prefix: str, cache: str = CACHED) -> websession.Manager:
+    config = (f'{{"save_path": "{url}", "poolsize": 100, "key_prefix": "{prefix}", '
+              f'"client_cache": {"true" if cache == CACHED else "false"}}}')
+    manager = websession.Manager("redis", {"cookieName": "gosessionid", "gclifetime": 3600,
+                                           "ProviderConfig": config})
+    provider: Any = manager.provider
+    if cache == CACHED:  # tracking is set up in the background: wait for it
+        provider.cache_stats()
+        deadline = time.monotonic() + 5
+        while not provider.cache_stats()["live"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return manager
+
+
+def _hit_rate(manager: websession.Manager) -> str:
+    provider: Any = manager.provider
+    stats = provider.cache_stats()
+    return "" if stats is None else f" (cache hit rate {stats['hit_rate']:.0%})"
 
 
 def _raw_sync(client: redis.Redis, key: str) -> Timer:
@@ -259,44 +277,59 @@ def _raw_get(client: redis.Redis, key: str) -> Timer:
     return run
 
 
-def _read_only_suite(url: str, tag: str, settings: Settings, runner: asyncio.Runner) -> None:
+def _read_only_suite(url: str, tag: str, settings: Settings, runner: asyncio.Runner) -> bool:
     from starsessions import SessionAutoloadMiddleware, SessionMiddleware
     from starsessions.stores.redis import RedisStore
 
-    sync_manager = _manager(url, f"bench:{tag}:ro:")
+    sync_managers = [_manager(url, f"bench:{tag}:ro:", CACHED),
+                     _manager(url, f"bench:{tag}:rou:", UNCACHED)]
     client = redis.Redis.from_url(url)
-    ours = websession.WSGISessionMiddleware(_token_wsgi("websession.session"), sync_manager)
+    cached, uncached = (websession.WSGISessionMiddleware(_token_wsgi("websession.session"), m)
+                        for m in sync_managers)
     beaker = _beaker()(_token_wsgi("beaker.session"), {
         "session.type": "ext:redis", "session.url": url, "session.timeout": 3600})
     try:
         results = measure([
-            ("websession (WSGI): 1 round trip", partial(_run_wsgi_token, "websession", ours)),
+            ("websession (WSGI, cached): 0 round trips",
+             partial(_run_wsgi_token, "websession", cached)),
+            ("websession (WSGI, uncached): 1 round trip",
+             partial(_run_wsgi_token, "websession", uncached)),
             ("raw redis-py (GET)", _raw_get(client, f"bench:{tag}:rawget")),
             ("Beaker (ext:redis): 2 round trips", partial(_run_wsgi_token, "beaker", beaker)),
         ], settings)
+        hit_rate = _hit_rate(sync_managers[0])
     finally:
-        sync_manager.close()
+        for sync_manager in sync_managers:
+            sync_manager.close()
         client.close()
-    _report("Read-only requests, WSGI", results[0], [(results[1], None), (results[2], None)])
+    met = _report("Read-only requests, WSGI" + hit_rate, results[0],
+                  [(results[1], None), (results[2], None), (results[3], None)])
 
-    manager = _manager(url, f"bench:{tag}:aro:")
+    managers = [_manager(url, f"bench:{tag}:aro:", CACHED),
+                _manager(url, f"bench:{tag}:arou:", UNCACHED)]
     store_client = aredis.Redis.from_url(url)
-    ours_asgi = websession.ASGISessionMiddleware(_token_starlette(), manager)
+    ours_cached, ours_uncached = (
+        websession.ASGISessionMiddleware(_token_starlette(), m) for m in managers)
     theirs = SessionMiddleware(
         SessionAutoloadMiddleware(_token_starlette()),
         store=RedisStore(connection=store_client, prefix=f"bench:{tag}:astar:"),
         cookie_name="session", cookie_https_only=False, lifetime=3600,
     )
     results = measure([
-        ("websession (Starlette): 1 round trip",
-         lambda n: runner.run(_run_asgi_token("websession", ours_asgi, n))),
+        ("websession (Starlette, cached): 0 round trips",
+         lambda n: runner.run(_run_asgi_token("websession", ours_cached, n))),
+        ("websession (Starlette, uncached): 1 round trip",
+         lambda n: runner.run(_run_asgi_token("websession", ours_uncached, n))),
         ("starsessions (Starlette): 2 round trips",
          lambda n: runner.run(_run_asgi_token("starsessions", theirs, n))),
     ], settings)
+    hit_rate = _hit_rate(managers[0])
     runner.run(store_client.aclose())
-    runner.run(manager.aclose())
-    _report("Read-only requests, ASGI in a bare Starlette app", results[0],
-            [(results[1], None)])
+    for manager in managers:
+        runner.run(manager.aclose())
+    met &= _report("Read-only requests, ASGI in a bare Starlette app" + hit_rate, results[0],
+                   [(results[2], GOAL_READ_ONLY_CACHED), (results[1], None)])
+    return met
 
 
 # -- reporting ----------------------------------------------------------------------------
@@ -307,6 +340,16 @@ _collector = Collector("redis", "python -m bench.redis_bench", {})
 #: Store round trips per request of the series whose code the bench knows (its own loops
 #: and websession's documented ones); the peers' are left out unless their labels say.
 _ROUND_TRIPS = {
+    "websession (WSGI, RedisProvider, cached)": 1,
+    "websession (WSGI, RedisProvider, uncached)": 2,
+    "websession (ASGI, redis.asyncio, cached)": 1,
+    "websession (ASGI, redis.asyncio, uncached)": 2,
+    "websession (Starlette, cached)": 1,
+    "websession (Starlette, uncached)": 2,
+    "websession (WSGI, cached): 0 round trips": 0,
+    "websession (WSGI, uncached): 1 round trip": 1,
+    "websession (Starlette, cached): 0 round trips": 0,
+    "websession (Starlette, uncached): 1 round trip": 1,
     "websession (WSGI, RedisProvider)": 2,
     "raw redis-py (GET, SET EX)": 2,
     "redis-py sending websession's commands": 2,
@@ -322,7 +365,9 @@ _ROUND_TRIPS = {
 }
 _SCENARIO_IDS = {
     "Read-modify-write, WSGI, sync redis-py": "redis-wsgi",
+    "Read-modify-write, WSGI, sync redis-py, uncached": "redis-wsgi-uncached",
     "Read-modify-write, ASGI, redis.asyncio": "redis-asgi",
+    "Read-modify-write, ASGI, redis.asyncio, uncached": "redis-asgi-uncached",
     "Read-modify-write, ASGI, in a bare Starlette app": "redis-starlette",
     "Read-only requests, WSGI": "redis-read-only-wsgi",
     "Read-only requests, ASGI in a bare Starlette app": "redis-read-only-asgi",
@@ -349,7 +394,9 @@ def _report(suite: str, ours: Result,
             verdict = f"(goal >= {goal:g}x){'' if ok else '  BELOW GOAL'}"
         print(f"  {other.name:<40} {other.median:>7,.0f} req/s median {other.best:>7,.0f} best"
               f"   websession/it {ratio:.2f}x {verdict}")
-    _collector.throughput(_SCENARIO_IDS.get(suite, suite), f"Redis: {suite}", ours, others,
+    scenario = suite.partition(" (cache hit rate")[0]
+    _collector.throughput(_SCENARIO_IDS.get(scenario, scenario), f"Redis: {scenario}", ours,
+                          others,
                           round_trips=_ROUND_TRIPS,
                           notes="the Redis server on 127.0.0.1; rows without a goal explain "
                                 "the figures")
@@ -360,13 +407,14 @@ def _report(suite: str, ours: Result,
 
 
 def _wsgi_suite(url: str, tag: str, settings: Settings) -> bool:
-    manager = _manager(url, f"bench:{tag}:wsgi:")
-    ours = wsgi.WSGIPeer(
-        "websession (WSGI, RedisProvider)",
+    managers = {cache: _manager(url, f"bench:{tag}:wsgi{cache}:", cache)
+                for cache in (CACHED, UNCACHED)}
+    cached, uncached = (wsgi.WSGIPeer(
+        f"websession (WSGI, RedisProvider, {cache})",
         websession.WSGISessionMiddleware(wsgi.counter_app("websession.session", save=False),
                                          manager),
         manager.close,
-    )
+    ) for cache, manager in managers.items())
     beaker = wsgi.WSGIPeer("Beaker (ext:redis)", _beaker()(
         wsgi.counter_app("beaker.session", save=True),
         {"session.type": "ext:redis", "session.url": url, "session.timeout": 3600},
@@ -374,35 +422,47 @@ def _wsgi_suite(url: str, tag: str, settings: Settings) -> bool:
     client = redis.Redis.from_url(url)
     try:
         results = measure([
-            (ours.name, partial(wsgi.run_wsgi, ours)),
+            (cached.name, partial(wsgi.run_wsgi, cached)),
+            (uncached.name, partial(wsgi.run_wsgi, uncached)),
             ("raw redis-py (GET, SET EX)", _raw_sync(client, f"bench:{tag}:raw")),
             (beaker.name, partial(wsgi.run_wsgi, beaker)),
             ("redis-py sending websession's commands", _commands_sync(client,
                                                                     f"bench:{tag}:cmd")),
         ], settings)
+        hit_rate = _hit_rate(managers[CACHED])
     finally:
-        ours.close()
+        cached.close()
+        uncached.close()
         client.close()
-    return _report("Read-modify-write, WSGI, sync redis-py", results[0],
-                   [(results[1], GOAL_RAW), (results[2], GOAL_PEER), (results[3], None)])
+    met = _report("Read-modify-write, WSGI, sync redis-py" + hit_rate, results[0],
+                  [(results[2], GOAL_RAW_CACHED), (results[3], GOAL_PEER)])
+    return met & _report("Read-modify-write, WSGI, sync redis-py, uncached", results[1],
+                         [(results[2], GOAL_RAW), (results[3], GOAL_PEER),
+                          (results[4], None)])
 
 
 def _asgi_suite(url: str, tag: str, settings: Settings,
-                runner: asyncio.Runner) -> tuple[bool, websession.Manager]:
-    manager = _manager(url, f"bench:{tag}:asgi:")
-    ours = asgi.ASGIPeer("websession (ASGI, redis.asyncio)",
-                         websession.ASGISessionMiddleware(asgi.counter_app, manager))
+                runner: asyncio.Runner) -> tuple[bool, dict[str, websession.Manager]]:
+    managers = {cache: _manager(url, f"bench:{tag}:asgi{cache}:", cache)
+                for cache in (CACHED, UNCACHED)}
+    cached, uncached = (
+        asgi.ASGIPeer(f"websession (ASGI, redis.asyncio, {cache})",
+                      websession.ASGISessionMiddleware(asgi.counter_app, manager))
+        for cache, manager in managers.items())
     client = aredis.Redis.from_url(url)
     results = measure([
-        (ours.name, lambda n: runner.run(asgi.run_asgi(ours, n))),
+        (cached.name, lambda n: runner.run(asgi.run_asgi(cached, n))),
+        (uncached.name, lambda n: runner.run(asgi.run_asgi(uncached, n))),
         ("raw redis.asyncio (GET, SET EX)",
          lambda n: runner.run(_raw_async(client, f"bench:{tag}:araw", n))),
         ("redis.asyncio sending websession's commands",
          lambda n: runner.run(_commands_async(client, f"bench:{tag}:acmd", n))),
     ], settings)
     runner.run(client.aclose())
-    met = _report("Read-modify-write, ASGI, redis.asyncio", results[0],
-                  [(results[1], GOAL_RAW), (results[2], None)])
+    met = _report("Read-modify-write, ASGI, redis.asyncio" + _hit_rate(managers[CACHED]),
+                  results[0], [(results[2], GOAL_RAW_CACHED)])
+    met &= _report("Read-modify-write, ASGI, redis.asyncio, uncached", results[1],
+                   [(results[2], GOAL_RAW), (results[3], None)])
 
     from starsessions import SessionAutoloadMiddleware, SessionMiddleware
     from starsessions.stores.redis import RedisStore
@@ -413,18 +473,21 @@ def _asgi_suite(url: str, tag: str, settings: Settings,
         store=RedisStore(connection=store_client, prefix=f"bench:{tag}:star:"),
         cookie_name="session", cookie_https_only=False, lifetime=3600,
     ))
-    ours_starlette = asgi.ASGIPeer(
-        "websession (Starlette)",
-        websession.ASGISessionMiddleware(_starlette_app(), manager),
-    )
+    starlette_cached, starlette_uncached = (
+        asgi.ASGIPeer(f"websession (Starlette, {cache})",
+                      websession.ASGISessionMiddleware(_starlette_app(), manager))
+        for cache, manager in managers.items())
     results = measure([
-        (ours_starlette.name, lambda n: runner.run(asgi.run_asgi(ours_starlette, n))),
+        (starlette_cached.name, lambda n: runner.run(asgi.run_asgi(starlette_cached, n))),
+        (starlette_uncached.name, lambda n: runner.run(asgi.run_asgi(starlette_uncached, n))),
         (theirs.name, lambda n: runner.run(asgi.run_asgi(theirs, n))),
     ], settings)
     runner.run(store_client.aclose())
     met &= _report("Read-modify-write, ASGI, in a bare Starlette app", results[0],
-                   [(results[1], GOAL_PEER)])
-    return met, manager
+                   [(results[2], GOAL_PEER)])
+    met &= _report("Read-modify-write, ASGI, in a bare Starlette app, uncached", results[1],
+                   [(results[2], GOAL_PEER)])
+    return met, managers
 
 
 async def _timed_client(app: asgi.ASGIApp, requests: int, latencies: list[float]) -> None:
@@ -478,46 +541,104 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def _concurrency_suite(url: str, tag: str, manager: websession.Manager, settings: Settings,
-                       runner: asyncio.Runner) -> None:
-    app = websession.ASGISessionMiddleware(asgi.counter_app, manager)
+def _one_of_many(app: asgi.ASGIApp, requests: int, client: int,
+                 latencies: list[float]) -> Awaitable[None]:
+    return _timed_client(app, requests, latencies)
+
+
+def _concurrency_suite(url: str, tag: str, managers: dict[str, websession.Manager],
+                       settings: Settings, runner: asyncio.Runner) -> bool:
+    apps = {cache: websession.ASGISessionMiddleware(asgi.counter_app, manager)
+            for cache, manager in managers.items()}
     client = aredis.Redis.from_url(url, max_connections=CONCURRENCY + 4)
     per_client = max(10, settings.requests // CONCURRENCY * 2)
-    rows: dict[str, list[tuple[float, list[float]]]] = {"websession": [], "raw": []}
+    names = [*apps, "raw"]
+    labels = {CACHED: "websession (ASGI, cached)", UNCACHED: "websession (ASGI, uncached)",
+              "raw": "raw redis.asyncio (GET, SET EX)"}
+    rows: dict[str, list[tuple[float, list[float]]]] = {name: [] for name in names}
     for round_no in range(max(3, settings.rounds // 2)):
-        order = ["websession", "raw"] if round_no % 2 == 0 else ["raw", "websession"]
-        for name in order:
-            if name == "websession":
-                rows[name].append(runner.run(_concurrently(
-                    lambda i, lat: _timed_client(app, per_client, lat),
-                    CONCURRENCY, per_client)))
-            else:
+        for name in names if round_no % 2 == 0 else reversed(names):
+            if name == "raw":
                 rows[name].append(runner.run(_concurrently(
                     lambda i, lat: _raw_client(client, f"bench:{tag}:c{i}", per_client, lat),
                     CONCURRENCY, per_client)))
+            else:
+                rows[name].append(runner.run(_concurrently(
+                    partial(_one_of_many, apps[name], per_client), CONCURRENCY, per_client)))
     runner.run(client.aclose())
     print(f"ASGI, {CONCURRENCY} concurrent clients on one event loop "
           f"({per_client} requests each, {len(rows['raw'])} rounds)")
-    for name, label in (("websession", "websession (ASGI, redis.asyncio)"),
-                        ("raw", "raw redis.asyncio (GET, SET EX)")):
+    p99 = {}
+    for name in names:
         rates = [rate for rate, _ in rows[name]]
         latencies = [lat for _, lats in rows[name] for lat in lats]
-        print(f"  {label:<34} {statistics.median(rates):>8,.0f} req/s median"
+        p99[name] = _percentile(latencies, 0.99)
+        print(f"  {labels[name]:<34} {statistics.median(rates):>8,.0f} req/s median"
               f"   p50 {_percentile(latencies, 0.5) * 1000:6.2f} ms"
-              f"   p99 {_percentile(latencies, 0.99) * 1000:6.2f} ms")
-    ratio = statistics.median(o / r for (o, _), (r, _) in zip(rows["websession"], rows["raw"],
-                                                                strict=True))
-    print(f"  websession/raw {ratio:.2f}x")
+              f"   p99 {p99[name] * 1000:6.2f} ms")
+    met = True
+    for name in apps:
+        ratio = statistics.median(o / r for (o, _), (r, _) in zip(rows[name], rows["raw"],
+                                                                    strict=True))
+        ok = p99[name] <= p99["raw"]
+        met &= ok
+        print(f"  {labels[name]}/raw {ratio:.2f}x, p99 "
+              f"{'<=' if ok else '>'} raw's (goal: <=){'' if ok else '  BELOW GOAL'}")
     _collector.latency(
         "redis-concurrency",
         f"Redis: {CONCURRENCY} concurrent ASGI clients on one event loop",
-        [{"name": label, "ours": name == "websession",
+        [{"name": labels[name], "ours": name != "raw",
           "rates": [rate for rate, _ in rows[name]],
           "p50_ms": _percentile([lat for _, lats in rows[name] for lat in lats], 0.5) * 1000,
-          "p99_ms": _percentile([lat for _, lats in rows[name] for lat in lats], 0.99) * 1000}
-         for name, label in (("websession", "websession (ASGI, redis.asyncio)"),
-                             ("raw", "raw redis.asyncio (GET, SET EX)"))],
+          "p99_ms": p99[name] * 1000}
+         for name in names],
         notes=f"{per_client} read-modify-write requests per client, per round")
+    return met
+
+
+def _staleness(url: str, tag: str, samples: int = 200) -> None:
+    """How long after another client's write a cached reader stops serving the old record:
+    from the write's reply until the reader's cache, looked up in a loop, no longer has
+    it (the invalidation arrived and was applied)."""
+    from websession.providers.redis import RedisProvider
+
+    reader = _manager(url, f"bench:{tag}:stale:").provider
+    assert isinstance(reader, RedisProvider)
+    cache = reader.client_cache
+    assert cache is not None
+    writer = redis.Redis.from_url(url)
+    windows: list[float] = []
+    stale_reads = 0
+    sid = "5" * 32
+    key = f"bench:{tag}:stale:{sid}"
+    try:
+        for version in range(1, samples + 1):
+            record = Record(b"x", time.time() + 3600, version)
+            writer.set(key, _value(record, 3_600_000), px=3_600_000)
+            while reader.read(sid) != record:  # until the reader holds this version
+                pass
+            newer = record._replace(version=version + 1)
+            writer.set(key, _value(newer, 3_600_000), px=3_600_000)
+            written = time.perf_counter()
+            # A cache lookup reads what has arrived first: it serves the old record
+            # until the invalidation is there.
+            while cache.get(key) is not None:
+                stale_reads += 1
+            windows.append(time.perf_counter() - written)
+            if reader.read(sid) != newer:
+                raise AssertionError("the reader did not see the new version")
+    finally:
+        writer.close()
+        reader.close()
+    windows.sort()
+    print(f"Staleness window of the client-side cache ({samples} writes by another client, "
+          "loopback): from the write's reply until the reader's cache drops the old record")
+    print(f"  median {statistics.median(windows) * 1e6:,.0f} µs   "
+          f"p99 {_percentile(windows, 0.99) * 1e6:,.0f} µs   max {windows[-1] * 1e6:,.0f} µs"
+          f"   ({stale_reads} lookups served the old record in all)")
+    _collector.extra["staleness_us"] = {
+        "median": statistics.median(windows) * 1e6, "p99": _percentile(windows, 0.99) * 1e6,
+        "max": windows[-1] * 1e6, "stale_reads": stale_reads, "samples": samples}
 
 
 def _cleanup(url: str, tag: str, beaker_before: set[bytes]) -> None:
@@ -577,13 +698,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         met &= _wsgi_suite(args.redis, tag, settings)
         print()
         with asyncio.Runner() as runner:
-            asgi_met, manager = _asgi_suite(args.redis, tag, settings, runner)
+            asgi_met, managers = _asgi_suite(args.redis, tag, settings, runner)
             met &= asgi_met
             print()
-            _concurrency_suite(args.redis, tag, manager, settings, runner)
-            runner.run(manager.aclose())
+            met &= _concurrency_suite(args.redis, tag, managers, settings, runner)
+            for manager in managers.values():
+                runner.run(manager.aclose())
             print()
-            _read_only_suite(args.redis, tag, settings, runner)
+            met &= _read_only_suite(args.redis, tag, settings, runner)
+        print()
+        _staleness(args.redis, tag)
     finally:
         _cleanup(args.redis, tag, beaker_before)
     _collector.write(args.results)

@@ -225,8 +225,12 @@ class Manager:
         ``regenerated``, ``destroyed``, ``expired``, ``writes`` (releases that wrote),
         and ``load_seconds`` / ``write_seconds``: the time reads and writes took (divided
         by ``loads`` and ``writes``, the store's mean latency). Sessions kept in a store
-        are counted; a cookie provider counts nothing."""
-        return self._engine.counters.snapshot()
+        are counted; a cookie provider counts nothing. A provider's own counters follow
+        (the Redis client-side cache's ``cache_hits``, ``cache_misses``, …)."""
+        stats = self._engine.counters.snapshot()
+        if isinstance(self.provider, BaseProvider):
+            stats.update(self.provider.stats())
+        return stats
 
     def on(self, event: str, callback: Callable[..., Any]) -> None:
         """Call ``callback`` on ``event``: ``"created"`` (new ID), ``"regenerated"`` (new

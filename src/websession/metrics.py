@@ -39,6 +39,20 @@ _COUNTERS = {
 }
 
 
+#: A provider's own counters and gauges (``Manager.stats()`` has them when it keeps them).
+_PROVIDER_COUNTERS = {
+    "cache_hits": "Session reads served by the client-side cache",
+    "cache_misses": "Session reads the client-side cache sent to the store",
+    "cache_invalidations": "Invalidations the client-side cache received",
+    "cache_evictions": "Entries the client-side cache dropped",
+    "cache_resets": "Times the client-side cache was flushed (tracking lost or re-established)",
+}
+_PROVIDER_GAUGES = {
+    "cache_entries": "Records in the client-side cache",
+    "cache_bytes": "Bytes held by the client-side cache",
+}
+
+
 def _prometheus() -> Any:
     try:
         from prometheus_client import core
@@ -63,6 +77,16 @@ class SessionCollector:
             family = core.CounterMetricFamily(f"websession_{metric}", text, labels=["manager"])
             family.add_metric([self.name], stats[key])
             yield family
+        for key, text in _PROVIDER_COUNTERS.items():
+            if key in stats:
+                family = core.CounterMetricFamily(f"websession_{key}", text, labels=["manager"])
+                family.add_metric([self.name], stats[key])
+                yield family
+        for key, text in _PROVIDER_GAUGES.items():
+            if key in stats:
+                gauge = core.GaugeMetricFamily(f"websession_{key}", text, labels=["manager"])
+                gauge.add_metric([self.name], stats[key])
+                yield gauge
         for kind, count in (("load", "loads"), ("write", "writes")):
             latency = core.SummaryMetricFamily(
                 f"websession_store_{kind}_seconds",

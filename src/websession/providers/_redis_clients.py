@@ -63,6 +63,13 @@ NO_OPTIONS: Mapping[str, Any] = {}
 UNKNOWN_SCRIPT = object()
 #: Seconds between tries for a connection while a pool is full.
 _POOL_POLL = 0.002
+#: The request path's commands, sent without ``execute_command`` where a topology allows.
+_DIRECT = frozenset({"EVALSHA", "EVAL", "SET", "DEL"})
+#: What :func:`_direct` answers to have a command sent the usual way.
+_RETRY = object()
+#: Errors redis-py's own retries cover: the command goes the usual way to meet them.
+_RETRIED_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                   ConnectionError, TimeoutError, OSError)
 
 # -- redis-py's two halves ----------------------------------------------------------------
 
@@ -186,6 +193,9 @@ class RedisClients(ABC):
     #: Whether asyncio commands need a semaphore: the pool fails, rather than waits, when
     #: full.
     bounded_async: ClassVar[bool] = True
+    #: Whether the request path's commands may go straight over a pooled connection (one
+    #: server behind one pool: not a cluster).
+    direct: ClassVar[bool] = True
 
     def __init__(self, options: RedisOptions, owner: str) -> None:
         """``owner`` names the provider in errors."""
@@ -198,6 +208,8 @@ class RedisClients(ABC):
         # through a thread; an asyncio one is bound to its loop, so sync calls are refused.
         self.sync_only = isinstance(options.client, _SYNC_TYPES)
         self._async_only = isinstance(options.client, _ASYNC_TYPES)
+        # An application's client may hold one connection of its own: not bypassed.
+        self._direct = self.direct and options.client is None
 
     @abstractmethod
     def make(self, driver: Driver) -> Any:
@@ -258,11 +270,34 @@ class RedisClients(ABC):
         one."""
         return self.sync() if self.sync_only else self._in_loop().client
 
+    def tracking_connection(self) -> Any:
+        """A new, connected blocking connection to the server the blocking client sends
+        to (the master, for Sentinel), outside its pool: the client-side cache's
+        tracking connection (see :mod:`._redis_cache`)."""
+        pool = self.sync().connection_pool
+        # RESP2, whatever the data connections speak: invalidations then come as plain
+        # pub/sub messages, read the same way by every redis-py version. (redis-py 8's
+        # maintenance notifications, a pool-level handler, need RESP3: left out.)
+        kwargs = {name: value for name, value in pool.connection_kwargs.items()
+                  if not name.startswith("maint_notifications")}
+        connection = pool.connection_class(**kwargs, protocol=2)
+        connection.connect()
+        return connection
+
+    def tracking_target(self) -> Any:
+        """Where the data goes now, as :meth:`tracking_connection` would connect: a
+        tracking connection elsewhere is stale. One server: always the same."""
+        return None
+
     # -- sending one command --------------------------------------------------------------
 
     def send(self, step: Step) -> Any:
         """Send one command with the blocking client; return its reply."""
         command, options = step
+        if self._direct and command[0] in _DIRECT:
+            reply = drive(_direct(self.sync().connection_pool, command), _call)
+            if reply is not _RETRY:
+                return reply
         deadline = 0.0
         while True:
             try:
@@ -290,7 +325,7 @@ class RedisClients(ABC):
         limit = entry.limit
         try:
             if limit is None:
-                return await entry.client.execute_command(*command, **options)
+                return await self._aexecute(entry.client, command, options)
             if limit.locked():  # wait for a free slot, as a blocking pool waits
                 try:
                     async with asyncio.timeout(self.options.pool_timeout):
@@ -300,11 +335,19 @@ class RedisClients(ABC):
             else:
                 await limit.acquire()
             try:
-                return await entry.client.execute_command(*command, **options)
+                return await self._aexecute(entry.client, command, options)
             finally:
                 limit.release()
         except NoScriptError:
             return UNKNOWN_SCRIPT
+
+    async def _aexecute(self, client: Any, command: tuple[Any, ...],
+                        options: Mapping[str, Any]) -> Any:
+        if self._direct and command[0] in _DIRECT:
+            reply = await adrive(_direct(client.connection_pool, command), _acall)
+            if reply is not _RETRY:
+                return reply
+        return await client.execute_command(*command, **options)
 
     def _pool_exhausted(self) -> redis.exceptions.ConnectionError:
         return redis.exceptions.ConnectionError(
@@ -329,6 +372,69 @@ class RedisClients(ABC):
             await adrive(self.closing(client), ASYNC.close)
 
 
+# -- the request path's commands, straight over a pooled connection -------------------------
+#
+# redis-py's execute_command spends about a quarter of a command's CPU on what these
+# commands do not need (reply callbacks, events, per-command retry set-up, general
+# packing). _direct takes a connection from the pool, sends, reads and gives it back, as a
+# plan run by either mode; each step's failure comes back as a _Failed value, so that the
+# plan cleans up whatever the mode. Anything unusual (a full pool, a dropped connection)
+# answers _RETRY, and the command goes the usual way, with redis-py's retries.
+
+
+class _Failed(NamedTuple):
+    error: BaseException
+
+
+def _call(step: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
+    try:
+        return step[0](*step[1])
+    except BaseException as exc:  # handed to the plan, which cleans up and re-raises
+        return _Failed(exc)
+
+
+async def _acall(step: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
+    try:
+        return await step[0](*step[1])
+    except BaseException as exc:  # handed to the plan, which cleans up and re-raises
+        return _Failed(exc)
+
+
+def _direct(pool: Any, command: tuple[Any, ...]) -> Plan[Any]:
+    connection = yield pool.get_connection, ()
+    if connection.__class__ is _Failed:
+        if isinstance(connection.error, MaxConnectionsError):
+            return _RETRY  # the command was not sent: the usual way waits for one
+        raise connection.error
+    reply = yield connection.send_packed_command, ([_pack(command)],)
+    if reply.__class__ is not _Failed:
+        reply = yield connection.read_response, ()
+    if reply.__class__ is _Failed:
+        error = reply.error
+        if isinstance(error, NoScriptError):
+            reply = UNKNOWN_SCRIPT
+        elif not isinstance(error, redis.exceptions.ResponseError):  # else the link is fine
+            # Dropped, timed out or interrupted: a reply may be left unread.
+            yield connection.disconnect, ()
+            if isinstance(error, _RETRIED_ERRORS):
+                reply = _RETRY
+    yield pool.release, (connection,)
+    if reply.__class__ is _Failed:
+        raise reply.error
+    return reply
+
+
+def _pack(command: tuple[Any, ...]) -> bytes:
+    """``command`` as RESP: its arguments are str, bytes or int (redis-py's general
+    packing, for any type and encoding, costs several times more)."""
+    parts = [b"*%d\r\n" % len(command)]
+    for arg in command:
+        data = arg.encode() if arg.__class__ is str else b"%d" % arg if arg.__class__ is int \
+            else arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
 class ServerClients(RedisClients):
     """Clients of one server, from a pool bounded by ``poolsize``."""
 
@@ -349,6 +455,8 @@ class ServerClients(RedisClients):
 
 class ClusterClients(RedisClients):
     """Clients of a Redis Cluster, discovered from its seed nodes."""
+
+    direct = False  # a command goes to the node its key's slot names
 
     def __init__(self, options: RedisOptions, owner: str) -> None:
         super().__init__(options, owner)
@@ -414,6 +522,12 @@ class SentinelClients(RedisClients):
                                         else driver.sentinel_connection))
         return sentinel.master_for(options.master_name,
                                    connection_pool_class=driver.sentinel_pool, **kwargs)
+
+    def tracking_target(self) -> Any:
+        """The master's address, as the sentinels name it now."""
+        pool = self.sync().connection_pool
+        find = getattr(pool, "get_master_address", None)  # not on an application's Redis
+        return None if find is None else find()
 
     def closing(self, client: Any) -> Plan[None]:
         """The master's client, then the sentinels' clients if we made the ``Sentinel``."""

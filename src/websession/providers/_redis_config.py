@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from ..exceptions import ConfigurationError
 from ._options import parse_address, parse_duration, parse_options
+from ._redis_cache import CacheSettings
 from ._redis_clients import ASYNC, SYNC
 
 __all__ = [
@@ -58,6 +59,9 @@ class RedisOptions:
     health_check_interval: float = 0.0
     connection: Mapping[str, Any] = field(default_factory=dict)
     client: Any = None
+    #: Client-side caching (``client_cache``, ``client_cache_entries``,
+    #: ``client_cache_bytes``): see :mod:`._redis_cache`.
+    client_cache: CacheSettings = field(default_factory=CacheSettings)
 
 
 # JSON keys: beego's (save_path, poolsize, password, db_num, idle_timeout,
@@ -69,6 +73,7 @@ _KNOWN: dict[str, type] = {
     "idle_check_frequency": object, "max_retries": int, "master_name": str,
     "sentinel_password": str, "key_prefix": str, "prefix": str, "socket_timeout": object,
     "connect_timeout": object, "pool_timeout": object, "client": object,
+    "client_cache": bool, "client_cache_entries": int, "client_cache_bytes": int,
 }
 # Keys (JSON or beego's v1 string) and the RedisOptions fields they set, by kind.
 _WHOLE = {"poolsize": "pool_size", "db_num": "db", "db": "db", "max_retries": "max_retries"}
@@ -114,6 +119,8 @@ class RedisConfigParser:
     )
     #: The application's own clients this provider accepts.
     client_types: ClassVar[tuple[type, ...]] = (SYNC.redis.Redis, ASYNC.redis.Redis)
+    #: Client-side caching when the configuration does not say.
+    default_cache: ClassVar[CacheSettings] = CacheSettings()
 
     def __init__(self) -> None:
         self.where = f"providerConfig for {self.provider!r}"
@@ -146,6 +153,7 @@ class RedisConfigParser:
         for name in ("username", "password"):
             if fields.get(name) == "":
                 fields[name] = None  # as in beego: an empty password means none
+        fields.setdefault("client_cache", self.default_cache)
         options = RedisOptions(**fields)
         self.check(options)
         return options
@@ -277,7 +285,22 @@ class RedisConfigParser:
                 seconds = self._seconds(key, options[key])
                 if seconds_field is not None:
                     fields[seconds_field] = seconds
+        cache = self.client_cache(options)
+        if cache is not None:
+            fields["client_cache"] = cache
         return fields
+
+    def client_cache(self, options: Mapping[str, Any]) -> CacheSettings | None:
+        """The cache settings the ``client_cache*`` keys give (``None``: none given)."""
+        given = {name: options[key] for key, name in (
+            ("client_cache", "enabled"), ("client_cache_entries", "max_entries"),
+            ("client_cache_bytes", "max_bytes")) if key in options}
+        if not given:
+            return None
+        for key in ("client_cache_entries", "client_cache_bytes"):
+            if key in options and options[key] < 1:
+                raise self.fail(f"{key} must be at least 1", key)
+        return replace(self.default_cache, **given)
 
     def _whole(self, key: str, text: str) -> int:
         try:
@@ -301,6 +324,9 @@ class ClusterConfigParser(RedisConfigParser):
     provider = "redis_cluster"
     addresses_required = True
     client_types = (SYNC.cluster.RedisCluster, ASYNC.cluster.RedisCluster)
+    # Tracking is per node: a cache would need a tracking connection to every master,
+    # kept in step with failovers and resharding. Not done: a cluster does not cache.
+    default_cache = CacheSettings(enabled=False)
 
     def addresses(self, text: str) -> dict[str, Any]:
         """Fields from the seed nodes: ``host:port`` entries or URLs, separated by ``;``."""
@@ -314,6 +340,10 @@ class ClusterConfigParser(RedisConfigParser):
         if options.unix_socket:
             raise self.fail("a Redis Cluster is not reached through a unix socket",
                             "save_path")
+        if options.client_cache.enabled:
+            raise self.fail("client_cache: client-side caching is not available on a Redis "
+                            "Cluster (tracking is per node)",
+                            "client_cache")
 
 
 class SentinelConfigParser(RedisConfigParser):

@@ -292,7 +292,13 @@ class RedisOps(BaseProvider):
                 replies.append((yield (command, key), NO_OPTIONS))
         else:
             replies = yield from _eval(script, keys)
+        if command == "DEL":
+            self._uncache(keys)
         return [bool(reply) for reply in replies]
+
+    def _uncache(self, keys: list[str]) -> None:
+        """Sessions deleted here (a revocation, a cap's eviction): this process's
+        client-side cache must not serve them until their invalidations arrive."""
 
     def _delete_keys(self, keys: list[str]) -> Plan[None]:
         if not keys:

@@ -241,6 +241,11 @@ class BaseProvider(Configurable, ABC):
     def gc(self) -> int:
         """Remove expired records; return how many were removed (if known, else 0)."""
 
+    def stats(self) -> dict[str, int | float]:
+        """Counters the provider keeps itself (a client-side cache's hits, say), merged
+        into ``Manager.stats()``; none by default."""
+        return {}
+
     # -- an optional ability ----------------------------------------------------------
 
     def scan(self, cursor: str | None, batch: int) -> Page:

@@ -19,6 +19,12 @@ Each primitive is a plan (:mod:`websession._plans`) of Redis commands, written o
 sync primitives run it over redis-py's blocking clients, their ``a``-prefixed twins over
 ``redis.asyncio`` (no threads). The clients live in :mod:`._redis_clients`, the
 configuration forms in :mod:`._redis_config`.
+
+``redis`` and ``redis_sentinel`` cache records client-side by default
+(:mod:`._redis_cache`, ``client_cache``): a record this process read or wrote and nobody
+changed since is read without a round trip, so a changing request costs one (the
+compare-and-set). With the cache, the plans are :class:`_CachedPlans`'s: the same
+commands, each a *flight* the cache checks before trusting its result.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise MissingDependencyError("redis", "redis", "redis") from exc
 
 from .._plans import Plan, adrive, drive
+from ._redis_cache import CacheSettings, RecordCache, Tracker
 from ._redis_clients import (
+    ASYNC,
     CLUSTER_UNAVAILABLE_ERRORS,
     NO_OPTIONS,
     UNAVAILABLE_ERRORS,
@@ -186,13 +194,13 @@ def _read(key: str) -> Plan[Record | None]:
     return _script_plan(_READ, key, (), _record)
 
 
-def _create(key: str, record: Record) -> Plan[bool]:
-    ttl = _ttl_ms(record.expires_at)
+def _create(key: str, record: Record, ttl: int = 0) -> Plan[bool]:
+    ttl = ttl or _ttl_ms(record.expires_at)
     return bool((yield ("SET", key, _value(record, ttl), "NX", "PX", ttl), NO_OPTIONS))
 
 
-def _update(key: str, record: Record, expected_version: int) -> Plan[bool]:
-    ttl = _ttl_ms(record.expires_at)
+def _update(key: str, record: Record, expected_version: int, ttl: int = 0) -> Plan[bool]:
+    ttl = ttl or _ttl_ms(record.expires_at)
     args = (b"%d:" % expected_version, _value(record, ttl), ttl)
     return _script_plan(_UPDATE, key, args, bool)  # the script answers 1 or 0
 
@@ -203,6 +211,108 @@ def _touch(key: str, expires_at: float) -> Plan[bool]:
 
 def _delete(key: str) -> Plan[None]:
     yield ("DEL", key), NO_OPTIONS
+
+
+def _span(value: bytes) -> int:
+    return int(value[:_SPAN_WIDTH])
+
+
+class _CachedPlans:
+    """The primitives' plans with a client-side cache in front (:mod:`._redis_cache`):
+    a hit is a plan that sends nothing; every command on a key is a flight the cache
+    checks before trusting its result. Tracking starts on first use, in this process
+    (a fork starts its own, with an empty cache)."""
+
+    def __init__(self, settings: CacheSettings, clients: RedisClients, prefix: str) -> None:
+        self.settings = settings
+        self._clients = clients
+        self._prefix = prefix
+        self._tracker: Tracker | None = None
+
+    def cache(self) -> RecordCache:
+        """The running cache, tracking started (again, after a fork) if need be."""
+        tracker = self._tracker
+        if tracker is None or not tracker.current:
+            # Racing first uses may each start one: the last wins, the others stop.
+            clients = self._clients
+            tracker = Tracker(RecordCache(self.settings), clients.tracking_connection,
+                              self._prefix, clients.tracking_target)
+            previous, self._tracker = self._tracker, tracker
+            if previous is not None and previous.current:
+                previous.stop()
+        return tracker.cache
+
+    def stop(self) -> None:
+        """Stop tracking (the cache is flushed); the next use starts it again."""
+        tracker, self._tracker = self._tracker, None
+        if tracker is not None and tracker.current:
+            tracker.stop()
+
+    def read(self, key: str) -> Plan[Record | None]:
+        """A hit, or the read script with its result cached."""
+        cache = self.cache()
+        record = cache.get(key)
+        if record is not None:
+            return record
+        flight = cache.begin(key)
+        cached: tuple[Record | None, int, bool] = (None, 0, False)
+        try:
+            reply = yield from _script_plan(_READ, key, (), _same)
+            record = _record(reply)
+            if record is not None:
+                refreshed = record.refreshed
+                cached = (record._replace(refreshed=False),
+                          _span(reply[0] if refreshed else reply), refreshed)
+            return record
+        finally:
+            cache.finish(key, flight, *cached)
+
+    def create(self, key: str, record: Record) -> Plan[bool]:
+        """``SET NX``; what it stored is cached."""
+        ttl = _ttl_ms(record.expires_at)
+        return self._write(key, record, ttl, _create(key, record, ttl))
+
+    def update(self, key: str, record: Record, expected_version: int) -> Plan[bool]:
+        """The compare-and-set; what it stored is cached, a conflict evicts the key."""
+        ttl = _ttl_ms(record.expires_at)
+        return self._write(key, record, ttl, _update(key, record, expected_version, ttl))
+
+    def touch(self, key: str, expires_at: float) -> Plan[bool]:
+        """The touch script; the key is evicted."""
+        return self._write(key, None, 0, _touch(key, expires_at))
+
+    def delete(self, key: str) -> Plan[None]:
+        """``DEL``; the key is evicted."""
+        yield from self._write(key, None, 0, _delete(key))
+
+    def _write(self, key: str, record: Record | None, ttl: int,
+               plan: Plan[T]) -> Plan[T]:
+        cache = self.cache()
+        flight = cache.begin(key)
+        stored = False
+        try:
+            result = yield from plan
+            stored = bool(result)
+            return result
+        finally:
+            cache.finish(key, flight, record if stored else None, ttl, stored)
+
+
+def _same(reply: Any) -> Any:
+    return reply
+
+
+class _Plain(NamedTuple):
+    """The primitives' plans without a cache."""
+
+    read: Callable[[str], Plan[Record | None]]
+    create: Callable[..., Plan[bool]]
+    update: Callable[..., Plan[bool]]
+    touch: Callable[[str, float], Plan[bool]]
+    delete: Callable[[str], Plan[None]]
+
+
+_PLAIN = _Plain(_read, _create, _update, _touch, _delete)
 
 
 def _scan_command(pattern: str, cursor: int) -> tuple[Any, ...]:
@@ -268,6 +378,42 @@ class _RedisBase(RedisOps):
         self.key_prefix = options.key_prefix
         self._pattern = _match_pattern(options.key_prefix)
         self._clients = self.clients_class(options, type(self).__name__)
+        cached = _CachedPlans(options.client_cache, self._clients, options.key_prefix)
+        self._caching = cached if self._caches(options) else None
+        plans = _PLAIN if self._caching is None else cached
+        self._reading, self._creating, self._updating = plans.read, plans.create, plans.update
+        self._touching, self._deleting = plans.touch, plans.delete
+
+    def _caches(self, options: RedisOptions) -> bool:
+        """Whether this configuration caches records client-side (see :meth:`cache_stats`)."""
+        # Tracking needs a blocking connection; an application's asyncio client has none.
+        return (options.client_cache.enabled
+                and not isinstance(options.client, ASYNC.redis.Redis | ASYNC.sentinel.Sentinel))
+
+    def _uncache(self, keys: list[str]) -> None:
+        cache = None if self._caching is None else self._caching.cache()
+        if cache is not None:
+            for key in keys:
+                cache.discard(key)
+
+    @property
+    def client_cache(self) -> RecordCache | None:
+        """The client-side cache (its tracking started), or ``None`` when caching is off."""
+        return None if self._caching is None else self._caching.cache()
+
+    def stats(self) -> dict[str, int | float]:
+        """The client-side cache's counters for ``Manager.stats()``, each named
+        ``cache_…`` (none when caching is off)."""
+        stats = self.cache_stats()
+        return {} if stats is None else {f"cache_{name}": value
+                                         for name, value in stats.items()}
+
+    def cache_stats(self) -> dict[str, int | float | bool] | None:
+        """The client-side cache's counters (hits, misses, hit rate, fills, evictions,
+        invalidations, resets, entries, bytes, and whether it is live); ``None`` when
+        caching is off."""
+        cache = self.client_cache
+        return None if cache is None else cache.stats()
 
     def configure(self, config: Any) -> None:
         """Apply the manager's ``providerConfig`` (any form :func:`parse_redis_config`
@@ -287,45 +433,46 @@ class _RedisBase(RedisOps):
     def read(self, sid: str) -> Record | None:
         """The live record; a Lua script also restores a tenth-spent idle span
         (``refreshed``)."""
-        return drive(_read(self.key_prefix + sid), self._clients.send)
+        return drive(self._reading(self.key_prefix + sid), self._clients.send)
 
     def aread(self, sid: str) -> Coroutine[Any, Any, Record | None]:
         """Async twin of :meth:`read`."""
-        return adrive(_read(self.key_prefix + sid), self._clients.asend)
+        return adrive(self._reading(self.key_prefix + sid), self._clients.asend)
 
     def create(self, sid: str, record: Record) -> bool:
         """``SET NX PX``: store only if no live record has this ID."""
-        return drive(_create(self.key_prefix + sid, record), self._clients.send)
+        return drive(self._creating(self.key_prefix + sid, record), self._clients.send)
 
     def acreate(self, sid: str, record: Record) -> Coroutine[Any, Any, bool]:
         """Async twin of :meth:`create`."""
-        return adrive(_create(self.key_prefix + sid, record), self._clients.asend)
+        return adrive(self._creating(self.key_prefix + sid, record), self._clients.asend)
 
     def update(self, sid: str, record: Record, expected_version: int) -> bool:
         """Compare-and-set in a Lua script: only over a live record at that version."""
-        return drive(_update(self.key_prefix + sid, record, expected_version), self._clients.send)
+        plan = self._updating(self.key_prefix + sid, record, expected_version)
+        return drive(plan, self._clients.send)
 
     def aupdate(self, sid: str, record: Record,
                 expected_version: int) -> Coroutine[Any, Any, bool]:
         """Async twin of :meth:`update`."""
-        plan = _update(self.key_prefix + sid, record, expected_version)
+        plan = self._updating(self.key_prefix + sid, record, expected_version)
         return adrive(plan, self._clients.asend)
 
     def touch(self, sid: str, expires_at: float) -> bool:
         """Move the live record's deadline: its TTL and stored deadline, in a Lua script."""
-        return drive(_touch(self.key_prefix + sid, expires_at), self._clients.send)
+        return drive(self._touching(self.key_prefix + sid, expires_at), self._clients.send)
 
     def atouch(self, sid: str, expires_at: float) -> Coroutine[Any, Any, bool]:
         """Async twin of :meth:`touch`."""
-        return adrive(_touch(self.key_prefix + sid, expires_at), self._clients.asend)
+        return adrive(self._touching(self.key_prefix + sid, expires_at), self._clients.asend)
 
     def delete(self, sid: str) -> None:
         """``DEL``."""
-        drive(_delete(self.key_prefix + sid), self._clients.send)
+        drive(self._deleting(self.key_prefix + sid), self._clients.send)
 
     def adelete(self, sid: str) -> Coroutine[Any, Any, None]:
         """Async twin of :meth:`delete`."""
-        return adrive(_delete(self.key_prefix + sid), self._clients.asend)
+        return adrive(self._deleting(self.key_prefix + sid), self._clients.asend)
 
     def _count(self, client: Callable[[], Any]) -> Plan[int]:
         """Count sessions; ``client()`` is the running mode's client (a cluster asks it
@@ -351,12 +498,14 @@ class _RedisBase(RedisOps):
     def close(self) -> None:
         """Close the connections this provider opened; an application's own client is
         left open. Async clients are closed by :meth:`aclose`, in their event loop."""
+        if self._caching is not None:
+            self._caching.stop()
         self._clients.close()
 
     async def aclose(self) -> None:
         """Close this event loop's async client, and the sync one."""
         await self._clients.aclose()
-        self._clients.close()
+        self.close()
 
 
 class RedisProvider(_RedisBase):
@@ -366,7 +515,8 @@ class RedisProvider(_RedisBase):
     (``"127.0.0.1:6379,100,astaxie,0"``), beego's JSON (``save_path``, ``poolsize``,
     ``password``, ``db_num``, ``idle_timeout``, ``idle_check_frequency``,
     ``max_retries``) plus ``username``, ``key_prefix`` (default ``"websession:"``),
-    ``socket_timeout``, ``connect_timeout`` and ``pool_timeout``, a
+    ``socket_timeout``, ``connect_timeout``, ``pool_timeout`` and ``client_cache``
+    (``true``/``false``), ``client_cache_entries``, ``client_cache_bytes``, a
     ``redis://``/``rediss://``/``unix://`` URL, or a ``redis.Redis`` or
     ``redis.asyncio.Redis`` client the application owns (as the constructor argument or
     ``{"client": client}``). Connections are opened on first use, from a pool bounded by
@@ -374,7 +524,9 @@ class RedisProvider(_RedisBase):
     connection rather than open more.
 
     Round trips per request: none if the session is not used, one to read it (the read
-    also restores the idle deadline), one more to write it. :meth:`count`
+    also restores the idle deadline), one more to write it; with the client-side cache
+    (the default), none to read a record this process read or wrote and nobody changed
+    since, unless its idle refresh is due. :meth:`count`
     (``session_all``) walks the keyspace with ``SCAN``: O(keys in the database, not just
     sessions), 1000 keys per round trip — milliseconds for thousands of keys, seconds for
     tens of millions; keep sessions in their own database to make it cheap. :meth:`gc`
