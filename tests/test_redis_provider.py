@@ -285,6 +285,11 @@ def _app_wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> It
     elif path == "/write":
         session["n"] = session.get("n", 0) + 1
         body = str(session["n"]).encode()
+    elif path.startswith("/login"):  # /login: a new ID; /login/<user>: bound to the user
+        session.regenerate_id()
+        if path.count("/") == 2:
+            session["_user"] = path.rsplit("/", 1)[1]
+        body = str(session.get("n")).encode()
     else:
         body = b"untouched"
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -429,6 +434,16 @@ def test_round_trips_through_wsgi(private_redis: RedisServer, command_log: Comma
         assert _data_commands(command_log) == ["EVALSHA"] * (1 if cache else 2)
         assert browser.get("/write") == b"3"
         assert _data_commands(command_log) == ["EVALSHA"] * (1 if cache else 2)
+        # A new ID bound to nobody: the read, the new record and the old ID's deletion;
+        # nothing for the user index.
+        read = [] if cache else ["EVALSHA"]
+        assert browser.get("/login") == b"3"
+        assert _data_commands(command_log) == [*read, "SET", "DEL"]
+        # Bound to a user: the index's commands follow.
+        assert browser.get("/login/alice") == b"3"
+        commands = _data_commands(command_log)
+        assert commands[:len(read) + 2] == [*read, "SET", "DEL"]
+        assert "EVALSHA" in commands[len(read) + 2:], commands
     finally:
         manager.close()
 
