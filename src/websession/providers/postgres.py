@@ -9,10 +9,11 @@
   libpq's defaults and ``PG*`` environment variables;
 * a JSON object or a mapping: ``dsn``, ``table`` (default ``websession_sessions``, or
   ``schema.table``), ``maxConnections`` (default 10), ``poolTimeout`` (seconds to wait for
-  a connection, default 5), ``gcBatchSize`` (default 1000), ``createTable`` (default
-  true), ``pool`` (a ``psycopg_pool.ConnectionPool`` the application owns) and
-  ``asyncPool`` (a ``psycopg_pool.AsyncConnectionPool``; the provider never closes pools
-  it did not open).
+  a connection, default 5), ``operationTimeout`` (seconds one operation may take in all:
+  pool wait, connect, statement; default 5), ``gcBatchSize`` (default 1000),
+  ``createTable`` (default true), ``pool`` (a ``psycopg_pool.ConnectionPool`` the
+  application owns) and ``asyncPool`` (a ``psycopg_pool.AsyncConnectionPool``; the
+  provider never closes pools it did not open).
 
 psycopg 3 serves both modes from one package, with the same method names, so one plan per
 operation serves both. Connections (autocommit: every primitive is one statement, hence
@@ -45,6 +46,7 @@ work instead of waiting on each other.
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import Any
 
@@ -55,6 +57,7 @@ from ._sql import AFFECTED, CREATED, ROW, SQLProvider, Statements, Step
 
 try:
     import psycopg
+    from psycopg import waiting
     from psycopg.conninfo import conninfo_to_dict
 except ImportError:  # pragma: no cover - exercised by the missing-driver test
     raise MissingDependencyError("postgresql", "postgres", "psycopg") from None
@@ -62,6 +65,53 @@ except ImportError:  # pragma: no cover - exercised by the missing-driver test
 __all__ = ["PostgresProvider"]
 
 _CONNECT_TIMEOUT = 5  # seconds, unless the DSN says otherwise
+_MIN_CONNECT_TIMEOUT = 2  # libpq's, and psycopg's: whole seconds, at least 2
+_WAIT_INTERVAL = 0.1  # psycopg's: how often a blocking wait lets signals in
+
+
+# psycopg waits on a statement without end, and on an interrupted (cancelled) asyncio
+# wait sends the server a cancel request and waits again, up to 10 s more: from a stalled
+# server neither ever comes. These connections' waits end by the deadline their
+# operation set (SQLProvider._arm), and a cancelled one just stops: the connection is
+# discarded. The blocking and asyncio classes are separate hierarchies whose wait is a
+# plain method in one and a coroutine in the other, so each override is two lines.
+
+
+def _until(deadline: float | None, timeout: float | None) -> float | None:
+    if deadline is None:
+        return timeout
+    left = max(deadline - time.monotonic(), 0.001)
+    return left if timeout is None or left < timeout else timeout
+
+
+class _Connection(psycopg.Connection[Any]):
+    """A blocking connection whose waits end by its operation's deadline."""
+
+    deadline: float | None = None
+
+    def wait(self, gen: Any, interval: float = _WAIT_INTERVAL,
+             timeout: float | None = None) -> Any:
+        return waiting.wait(gen, self.pgconn.socket, interval=interval,
+                            timeout=_until(self.deadline, timeout))
+
+
+class _AsyncConnection(psycopg.AsyncConnection[Any]):
+    """The asyncio twin of :class:`_Connection`."""
+
+    deadline: float | None = None
+
+    async def wait(self, gen: Any, interval: float = _WAIT_INTERVAL,
+                   timeout: float | None = None) -> Any:
+        return await waiting.wait_async(gen, self.pgconn.socket, interval=interval,
+                                        timeout=_until(self.deadline, timeout))
+
+
+def _open(kind: Any, dsn: str, connect_timeout: float, timeout: float | None = None) -> Any:
+    """``kind.connect`` (a coroutine, for asyncio), within ``timeout`` seconds if given."""
+    if timeout is not None and timeout < connect_timeout:
+        connect_timeout = timeout
+    return kind.connect(dsn, autocommit=True,
+                        connect_timeout=max(_MIN_CONNECT_TIMEOUT, int(connect_timeout)))
 
 
 class _Link:
@@ -96,9 +146,10 @@ def _reusable(link: _Link, exc: BaseException) -> bool:
 # serves both modes: its calls are awaited when the plan runs in an event loop.
 
 
-def _lend(take: Any) -> Plan[_Link]:
-    """A connection from ``take`` (connect, or an application pool's getconn)."""
-    return _Link((yield take))
+def _lend(take: Any, timeout: float | None) -> Plan[_Link]:
+    """A connection from ``take`` (connect, or an application pool's getconn), within
+    ``timeout`` seconds if given."""
+    return _Link((yield partial(take, timeout=timeout)))
 
 
 def _close(link: _Link) -> Plan[None]:
@@ -127,6 +178,12 @@ def _statement(link: _Link, step: Step) -> Plan[Any]:
     if fetch == CREATED:  # ON CONFLICT ... WHERE: no row when a live one was kept
         return cursor.rowcount == 1
     return None
+
+
+def _arm(link: _Link, deadline: float) -> None:
+    conn = link.conn
+    if type(conn) is _Connection or type(conn) is _AsyncConnection:  # not an app pool's
+        conn.deadline = deadline
 
 
 def _quote(parts: tuple[str, ...]) -> str:
@@ -202,11 +259,16 @@ class PostgresProvider(SQLProvider):
 
     def connector(self, dsn: str, *, asynchronous: bool) -> Connector[Any]:
         """psycopg connections to ``dsn`` (autocommit), blocking or asyncio."""
-        options: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in conninfo_to_dict(dsn):
-            options["connect_timeout"] = _CONNECT_TIMEOUT
-        kind = psycopg.AsyncConnection if asynchronous else psycopg.Connection
-        return _connector(partial(kind.connect, dsn, **options), asynchronous=asynchronous)
+        try:
+            given = float(conninfo_to_dict(dsn).get("connect_timeout") or 0)
+        except ValueError:
+            raise ConfigurationError("providerConfig: the DSN's connect_timeout must be a "
+                                     "number of seconds", key="dsn") from None
+        # libpq: 0 or less is no timeout; our operations have one anyway.
+        connect_timeout = given if given > 0 else _CONNECT_TIMEOUT
+        kind = _AsyncConnection if asynchronous else _Connection
+        return _connector(partial(_open, kind, dsn, connect_timeout),
+                          asynchronous=asynchronous)
 
     def adopt_pool(self, pool: Any, *, asynchronous: bool) -> Lender[Any]:
         """Lend from a ``psycopg_pool.ConnectionPool`` (``AsyncConnectionPool`` for async)."""
@@ -227,3 +289,4 @@ class PostgresProvider(SQLProvider):
     # The driver's halves of SQLProvider's borrowing, as plain functions above.
     _statement = staticmethod(_statement)
     _reusable = staticmethod(_reusable)
+    _arm = staticmethod(_arm)
