@@ -13,8 +13,8 @@ Each command has one deadline, ``operation_timeout`` from when it is sent: the w
 pooled connection, connecting, sending, receiving and redis-py's retries all end by then
 (past it, a ``TimeoutError`` the provider reports as an outage). An asyncio command is
 cancelled at its deadline (redis-py then drops the connection); a blocking one is given
-what is left of it, by :class:`_BoundedRetry` (no retry once it has passed) and by its
-connection's socket timeout (:class:`_Bounded`).
+what is left of it by its connection's socket timeout (:class:`_Bounded`). In both modes
+redis-py retries only while the deadline allows (:class:`_StopsAtDeadline`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from operator import methodcaller
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
@@ -75,35 +76,43 @@ _POOL_POLL = 0.002
 # -- the deadline of a blocking command ---------------------------------------------------
 
 
-class _Deadline(threading.local):
-    """The deadline (a :func:`time.monotonic` time) of the command this thread is sending;
-    0: none."""
-
-    at = 0.0
-
-
-_DEADLINE = _Deadline()
+#: The deadline (a :func:`time.monotonic` time) of the command this thread or task is
+#: sending; 0: none.
+_DEADLINE: ContextVar[float] = ContextVar("websession_redis_deadline", default=0.0)
 
 
 def _out_of_time(what: str) -> RedisTimeoutError:
     return RedisTimeoutError(f"{what} within operation_timeout")
 
 
-class _BoundedRetry(sretry.Retry):
-    """redis-py's retries of a blocking command, while its deadline allows."""
+class _StopsAtDeadline:
+    """redis-py's retries of a command, while its deadline allows.
+
+    A backstop in asyncio too: a cancellation lost inside redis-py must not let its
+    retries run on past the deadline. ``call_with_retry`` returns what redis-py's does,
+    a coroutine in the asyncio half, so one override serves both.
+    """
 
     def call_with_retry(self, do: Callable[[], Any], fail: Callable[..., Any],
                         is_retryable: Callable[[Exception], bool] | None = None,
                         with_failure_count: bool = False) -> Any:
         """Call ``do``, retrying what redis-py retries unless the deadline has passed."""
         def retryable(error: Exception) -> bool:
-            at = _DEADLINE.at
+            at = _DEADLINE.get()
             if at and time.monotonic() >= at:
                 return False
             return is_retryable is None or is_retryable(error)
 
         base: Any = super()  # redis-py's retry is untyped
         return base.call_with_retry(do, fail, retryable, with_failure_count)
+
+
+class _BoundedRetry(_StopsAtDeadline, sretry.Retry):
+    """The blocking half's :class:`_StopsAtDeadline`."""
+
+
+class _AsyncBoundedRetry(_StopsAtDeadline, aretry.Retry):
+    """The asyncio half's :class:`_StopsAtDeadline`."""
 
 
 class _Bounded:
@@ -117,7 +126,7 @@ class _Bounded:
     _shortened = False
 
     def _bound(self) -> None:
-        at = _DEADLINE.at
+        at = _DEADLINE.get()
         if not at:
             return
         this: Any = self  # redis-py's connections are untyped
@@ -331,7 +340,7 @@ class RedisClients(ABC):
             "socket_timeout": options.socket_timeout,
             "socket_connect_timeout": options.connect_timeout,
             "health_check_interval": options.health_check_interval,
-            "retry": (_BoundedRetry if driver is SYNC else driver.retry.Retry)(
+            "retry": (_BoundedRetry if driver is SYNC else _AsyncBoundedRetry)(
                 ExponentialBackoff(cap=0.5, base=0.05), options.max_retries),
             "connection_class": _connection_class(driver, driver.connection.Connection),
             **options.connection,
@@ -380,7 +389,8 @@ class RedisClients(ABC):
         """Send one command with the blocking client; return its reply."""
         command, options = step
         start = time.monotonic()
-        deadline = _DEADLINE.at = start + self.options.operation_timeout
+        deadline = start + self.options.operation_timeout
+        token = _DEADLINE.set(deadline)
         try:
             while True:
                 try:
@@ -397,7 +407,7 @@ class RedisClients(ABC):
                         raise self._pool_exhausted() from None
                     time.sleep(_POOL_POLL)
         finally:
-            _DEADLINE.at = 0.0
+            _DEADLINE.reset(token)
 
     async def asend(self, step: Step) -> Any:
         """Send one command with the running loop's client; return its reply."""
@@ -406,6 +416,7 @@ class RedisClients(ABC):
         command, options = step
         entry = self._in_loop()
         limit = entry.limit
+        token = _DEADLINE.set(time.monotonic() + self.options.operation_timeout)
         try:
             async with asyncio.timeout(self.options.operation_timeout) as within:
                 if limit is None:
@@ -430,6 +441,8 @@ class RedisClients(ABC):
             if not within.expired():
                 raise
             raise _out_of_time("no reply") from None
+        finally:
+            _DEADLINE.reset(token)
 
     def _pool_exhausted(self) -> redis.exceptions.ConnectionError:
         return redis.exceptions.ConnectionError(

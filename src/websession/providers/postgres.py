@@ -46,6 +46,7 @@ work instead of waiting on each other.
 
 from __future__ import annotations
 
+import threading
 import time
 from functools import partial
 from typing import Any
@@ -110,8 +111,43 @@ def _open(kind: Any, dsn: str, connect_timeout: float, timeout: float | None = N
     """``kind.connect`` (a coroutine, for asyncio), within ``timeout`` seconds if given."""
     if timeout is not None and timeout < connect_timeout:
         connect_timeout = timeout
-    return kind.connect(dsn, autocommit=True,
-                        connect_timeout=max(_MIN_CONNECT_TIMEOUT, int(connect_timeout)))
+    connect = partial(kind.connect, dsn, autocommit=True,
+                      connect_timeout=max(_MIN_CONNECT_TIMEOUT, int(connect_timeout)))
+    if connect_timeout >= _MIN_CONNECT_TIMEOUT or kind is _AsyncConnection:
+        return connect()  # an asyncio connect is cancelled at the deadline
+    return _connect_within(connect, connect_timeout)
+
+
+def _connect_within(connect: Any, timeout: float) -> Any:
+    """``connect()`` given only ``timeout`` seconds, less than psycopg can be told: it
+    runs in a thread of its own, which closes the connection if it came too late."""
+    outcome: list[Any] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def attempt() -> None:
+        try:
+            result: Any = connect()
+        except BaseException as exc:
+            result = exc
+        with lock:
+            if not done.is_set():
+                outcome.append(result)
+                done.set()
+                return
+        if not isinstance(result, BaseException):
+            result.close()  # nobody waits for it any more
+
+    threading.Thread(target=attempt, name="websession-pg-connect", daemon=True).start()
+    done.wait(timeout)
+    with lock:
+        done.set()
+        if not outcome:
+            raise psycopg.errors.ConnectionTimeout("connection timeout expired "
+                                                   "(operationTimeout)")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
 
 
 class _Link:
