@@ -31,7 +31,7 @@ import httpx
 import pytest
 from tests.db_servers import MariaDBServer, PostgresServer, PrivateServer, private_server
 from tests.redis_servers import HOST, RedisServer, free_port, require_redis_binaries
-from tests.servers import unavailable
+from tests.servers import stopped, unavailable
 from tests.test_middleware import call_wsgi, cookie_of
 
 from websession import (
@@ -69,44 +69,6 @@ async def asgi_counter(scope: MutableMapping[str, Any], receive: Any, send: Any)
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": str(session["n"]).encode()})
-
-
-def descendants(pid: int) -> list[int]:
-    """The processes ``pid`` started, and theirs (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parent = int(stat.rpartition(")")[2].split()[1])
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-@contextlib.contextmanager
-def stopped(pid: int) -> Iterator[None]:
-    """The server stopped (SIGSTOP) inside the block, resumed after: the process first (it
-    starts no more children then), then every process it started — PostgreSQL's backends
-    each leave its process group."""
-    os.kill(pid, signal.SIGSTOP)
-    tree = descendants(pid)
-    for child in tree:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for child in tree:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGCONT)
-        os.kill(pid, signal.SIGCONT)
 
 
 def timed(call: Callable[[], Any]) -> tuple[Any, float]:
