@@ -30,7 +30,8 @@ from typing import Any
 import httpx
 import pytest
 from tests.db_servers import MariaDBServer, PostgresServer, PrivateServer, private_server
-from tests.redis_servers import HOST, RedisServer, free_port, require_redis_binaries
+from tests.redis_servers import HOST, RedisServer, free_port
+from tests.redis_servers import private_server as redis_server
 from tests.servers import stopped, unavailable
 from tests.test_middleware import call_wsgi, cookie_of
 
@@ -217,15 +218,8 @@ def stall_of(provider: BaseProvider) -> Iterator[Stall]:
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    require_redis_binaries()
-    server = RedisServer(tmp_path / "redis", free_port())
-    try:
-        yield server.start()
-    finally:
-        if server.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(server.process.pid, signal.SIGCONT)
-        server.stop(kill=True)
+    with redis_server(tmp_path / "redis") as server:
+        yield server
 
 
 def test_operation_timeout_is_read_from_every_redis_form() -> None:
@@ -279,22 +273,16 @@ def sql_provider(kind: str, dsn: str) -> BaseProvider:
                operation_timeout=DEADLINE)
 
 
-def test_a_stalled_postgres_fails_every_request_within_the_deadline(
-        private_postgres: PrivateServer) -> None:
-    # Before: only a connect timeout, so requests in flight hung for the whole stall.
-    assert private_postgres.process is not None
-    with stall_of(sql_provider("postgres", private_postgres.dsn)) as stall:
-        with stopped(private_postgres.process.pid):
-            stall.check_stalled()
-        stall.check_recovered()
-
-
-def test_a_stalled_mariadb_fails_every_request_within_the_deadline(
-        private_mariadb: PrivateServer) -> None:
-    # Before: no read or write timeout, so requests in flight hung for the whole stall.
-    assert private_mariadb.process is not None
-    with stall_of(sql_provider("mysql", private_mariadb.dsn)) as stall:
-        with stopped(private_mariadb.process.pid):
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_a_stalled_sql_server_fails_every_request_within_the_deadline(
+        kind: str, request: pytest.FixtureRequest) -> None:
+    # Before: PostgreSQL had only a connect timeout, MySQL not even a read or write
+    # timeout, so requests in flight hung for the whole stall.
+    server: PrivateServer = request.getfixturevalue(
+        "private_postgres" if kind == "postgres" else "private_mariadb")
+    assert server.process is not None
+    with stall_of(sql_provider(kind, server.dsn)) as stall:
+        with stopped(server.process.pid):
             stall.check_stalled()
         stall.check_recovered()
 
