@@ -30,7 +30,14 @@ from typing import Any
 import httpx
 import pytest
 from tests.db_servers import MariaDBServer, PostgresServer, PrivateServer, private_server
-from tests.redis_servers import HOST, RedisServer, free_port
+from tests.redis_servers import (
+    HOST,
+    ClusterServers,
+    RedisServer,
+    SentinelServers,
+    free_port,
+    require_redis_binaries,
+)
 from tests.redis_servers import private_server as redis_server
 from tests.servers import stopped, unavailable
 from tests.test_middleware import call_wsgi, cookie_of
@@ -46,7 +53,12 @@ from websession.providers.base import BaseProvider, Record
 from websession.providers.memcached import MemcachedProvider, parse_memcached_config
 from websession.providers.mysql import MySQLPool, MySQLProvider
 from websession.providers.postgres import PostgresProvider
-from websession.providers.redis import RedisProvider, parse_redis_config
+from websession.providers.redis import (
+    RedisClusterProvider,
+    RedisProvider,
+    RedisSentinelProvider,
+    parse_redis_config,
+)
 from websession.providers.sqlite import SQLiteProvider
 from websession.testing import Client
 
@@ -240,11 +252,53 @@ def test_a_stalled_redis_fails_every_request_within_the_deadline(
     provider = RedisProvider({"save_path": f"{HOST}:{private_redis.port}", "poolsize": POOL,
                               "pool_timeout": 30, "operation_timeout": DEADLINE,
                               "key_prefix": f"dl:{uuid.uuid4().hex}:"})
-    assert private_redis.process is not None
     with stall_of(provider) as stall:
-        with stopped(private_redis.process.pid):
+        with stopped(pid_of(private_redis)):
             stall.check_stalled()
         stall.check_recovered()
+
+
+def pid_of(server: RedisServer) -> int:
+    assert server.process is not None
+    return server.process.pid
+
+
+def test_a_stalled_redis_cluster_fails_every_request_within_the_deadline(
+        tmp_path: Path) -> None:
+    # Before: a timeout made redis-py refresh the topology, a connection to every node
+    # with no deadline, one request after another: 3, 6, 9, 12 s for four requests.
+    require_redis_binaries()
+    servers = ClusterServers(tmp_path / "cluster")
+    try:
+        provider = RedisClusterProvider({"save_path": servers.seeds, "poolsize": POOL,
+                                         "pool_timeout": 30, "operation_timeout": DEADLINE,
+                                         "key_prefix": f"dl:{uuid.uuid4().hex}:"})
+        with stall_of(provider) as stall:
+            with contextlib.ExitStack() as stalled:
+                for server in servers.masters:
+                    stalled.enter_context(stopped(pid_of(server)))
+                stall.check_stalled()
+            stall.check_recovered()
+    finally:
+        servers.close()
+
+
+def test_a_stalled_redis_sentinel_master_fails_every_request_within_the_deadline(
+        tmp_path: Path) -> None:
+    require_redis_binaries()
+    servers = SentinelServers(tmp_path / "sentinel")
+    try:
+        provider = RedisSentinelProvider({
+            "save_path": servers.addresses, "master_name": servers.master_name,
+            "poolsize": POOL, "pool_timeout": 30, "operation_timeout": DEADLINE,
+            "key_prefix": f"dl:{uuid.uuid4().hex}:"})
+        with stall_of(provider) as stall:
+            # The replica too: the sentinels cannot fail over, the stall lasts.
+            with stopped(pid_of(servers.master)), stopped(pid_of(servers.replica)):
+                stall.check_stalled()
+            stall.check_recovered()
+    finally:
+        servers.close()
 
 
 # -- PostgreSQL and MariaDB ---------------------------------------------------------------

@@ -419,8 +419,9 @@ class RedisClients(ABC):
         token = _DEADLINE.set(time.monotonic() + self.options.operation_timeout)
         try:
             async with asyncio.timeout(self.options.operation_timeout) as within:
+                await self.prepare(entry.client)
                 if limit is None:
-                    return await entry.client.execute_command(*command, **options)
+                    return await self.execute(entry.client, command, options)
                 if limit.locked():  # wait for a free slot, as a blocking pool waits
                     try:
                         async with asyncio.timeout(self.options.pool_timeout):
@@ -432,7 +433,7 @@ class RedisClients(ABC):
                 else:
                     await limit.acquire()
                 try:
-                    return await entry.client.execute_command(*command, **options)
+                    return await self.execute(entry.client, command, options)
                 finally:
                     limit.release()
         except NoScriptError:
@@ -443,6 +444,15 @@ class RedisClients(ABC):
             raise _out_of_time("no reply") from None
         finally:
             _DEADLINE.reset(token)
+
+    async def execute(self, client: Any, command: tuple[Any, ...],
+                      options: Mapping[str, Any]) -> Any:
+        """Send ``command`` with an asyncio client; its reply."""
+        return await client.execute_command(*command, **options)
+
+    async def prepare(self, client: Any) -> None:  # noqa: B027 - an optional hook
+        """What an asyncio client needs before its command, within the command's deadline
+        (a cluster's topology); by default nothing."""
 
     def _pool_exhausted(self) -> redis.exceptions.ConnectionError:
         return redis.exceptions.ConnectionError(
@@ -500,32 +510,53 @@ class ClusterClients(RedisClients):
         """A ``RedisCluster`` client."""
         options = self.options
         kwargs = self.connection_kwargs(driver)
-        # Its nodes' clients take no connection class: its retries (the client's own, at
-        # the cluster level) stop at the deadline, each try within socket_timeout.
-        del kwargs["connection_class"]
+        (host, port), *others = options.addresses
         kwargs.update(
-            startup_nodes=[driver.cluster.ClusterNode(host, port)
-                           for host, port in options.addresses],
+            startup_nodes=[driver.cluster.ClusterNode(h, p) for h, p in others],
             # One more than the in-flight bound: a topology refresh borrows a connection.
             max_connections=options.pool_size + 1,
         )
-        if options.ssl:
-            kwargs["ssl"] = True
+        if options.ssl or driver is not SYNC:
+            del kwargs["connection_class"]  # the node's default: SSL's with ssl=True
+            kwargs.update(host=host, port=port, ssl=options.ssl)
+        else:
+            # The nodes' connections take a class only when the client was given a URL:
+            # the blocking ones are bounded by the deadline then, the topology refresh
+            # after a timeout (a connection to every node) included.
+            kwargs["url"] = f"redis://{host}:{port}"
         return driver.cluster.RedisCluster(**kwargs)
 
-    async def asend(self, step: Step) -> Any:
-        """Send one command, the loop's client knowing the cluster's topology first."""
-        if not self.sync_only:
-            client = self._in_loop().client
-            if client not in self._initialized:
-                # Commands racing into a cold asyncio cluster client each start its
-                # initialisation, and one that fails makes the others' half-open
-                # connections fail too: initialise once per client, the rest wait.
-                async with self._init_locks.get():
-                    if client not in self._initialized:
-                        await client.initialize()
-                        self._initialized.add(client)
-        return await super().asend(step)
+    async def execute(self, client: Any, command: tuple[Any, ...],
+                      options: Mapping[str, Any]) -> Any:
+        """Send ``command`` in a task of its own, waited for until the deadline only.
+
+        redis-py's asyncio cluster client can lose the cancellation that ends a command at
+        its deadline, then retry it (its retries are its own loop, which no retry object
+        bounds) for seconds more; the request must not wait for that.
+        """
+        task = asyncio.ensure_future(client.execute_command(*command, **options))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()
+            task.add_done_callback(_outcome_unwanted)
+            raise
+
+    async def prepare(self, client: Any) -> None:
+        """Learn the cluster's topology first, once per client."""
+        if client not in self._initialized:
+            # Commands racing into a cold asyncio cluster client each start its
+            # initialisation, and one that fails makes the others' half-open
+            # connections fail too: initialise once per client, the rest wait.
+            async with self._init_locks.get():
+                if client not in self._initialized:
+                    await client.initialize()
+                    self._initialized.add(client)
+
+
+def _outcome_unwanted(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: nobody waits for it any more
 
 
 class SentinelClients(RedisClients):
