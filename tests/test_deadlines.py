@@ -49,7 +49,7 @@ from websession import (
     StoreUnavailableError,
     WSGISessionMiddleware,
 )
-from websession.providers.base import BaseProvider, Record
+from websession.providers.base import BaseProvider
 from websession.providers.memcached import MemcachedProvider, parse_memcached_config
 from websession.providers.mysql import MySQLPool, MySQLProvider
 from websession.providers.postgres import PostgresProvider
@@ -349,10 +349,6 @@ def test_operation_timeout_is_a_sql_option_checked_by_name() -> None:
         MySQLProvider().configure({"dsn": "root:@tcp(127.0.0.1:3306)/test",
                                    "operation_timeout": -1})
     assert refused.value.key == "operationTimeout"
-
-
-def _record() -> Record:
-    return Record(b"{}", time.time() + 60, 1)
 
 
 def test_an_exhausted_application_pool_fails_within_the_deadline(
