@@ -73,7 +73,7 @@ UNKNOWN_SCRIPT = object()
 #: Seconds between tries for a connection while a pool is full.
 _POOL_POLL = 0.002
 
-# -- the deadline of a blocking command ---------------------------------------------------
+# -- the deadline of a command ---------------------------------------------------------------
 
 
 #: The deadline (a :func:`time.monotonic` time) of the command this thread or task is

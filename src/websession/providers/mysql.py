@@ -241,6 +241,14 @@ class MySQLPool(BlockingPool[Any]):
                          timeout=timeout)
         self.params = params
 
+    def acquire(self) -> Any:
+        """Borrow a connection, with the DSN's read and write timeouts (a provider's last
+        operation may have left its deadline's); give it back with :meth:`release`."""
+        conn = super().acquire()
+        conn._read_timeout, conn._write_timeout = (self.params.read_timeout,
+                                                   self.params.write_timeout)
+        return conn
+
 
 def _quote(parts: tuple[str, ...]) -> str:
     return ".".join(f"`{part}`" for part in parts)
