@@ -738,7 +738,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 with contextlib.suppress(Exception):
                     store.stop()
-    command = "make reliability" + (f" RELIABILITY_FLAGS='{' '.join(argv)}'" if argv else "")
+    shown = [arg for arg in (argv or []) if arg != args.note and arg != "--note"]
+    command = "make reliability" + (f" RELIABILITY_FLAGS='{' '.join(shown)}'" if shown else "")
     args.output.write_text(render(scenarios, settings, command, args.note))
     print(f"wrote {args.output}")
     results = goals(scenarios, settings)
