@@ -1,4 +1,5 @@
-"""Storage benchmarks: websession's file, cookie and SQLite providers against their peers.
+"""Storage benchmarks: websession's file, memcached, cookie and SQLite providers against
+their peers.
 
 ``python -m bench.storage_bench`` runs the read-modify-write loop of ``python -m bench``
 (the in-process clients of :mod:`bench.wsgi` and :mod:`bench.asgi`: send back the
@@ -6,11 +7,15 @@ previous response's cookie, increment a counter in the session) over stores that
 or travel, with peers alternating over paired rounds and the verdict the median of the
 per-round ratios:
 
-* file: websession's file provider against Beaker's file backend (goal >= 2x). Both write
-  a temporary file and rename it over the session file, and Beaker never fsyncs, so the
+* file: websession's file provider against Beaker's file backend (goal >= 2x). Beaker
+  writes a temporary file and renames it over the session file; websession rewrites the
+  older of two checksummed slots in place (no rename). Beaker never fsyncs, so the
   headline runs websession with ``fsync`` off; with ``fsync`` on (its default) it is
   shown for information. Each file round starts after an untimed ``os.sync()``, so no
   peer pays for the writeback of another's dirty pages;
+* memcached: websession's memcached provider (pymemcache; ``gets`` then ``cas``) against
+  Beaker's ``ext:memcached`` backend (python-memcached; ``get`` then ``set``) on the
+  memcached at ``--memcached`` (goal >= 1.5x); skipped, saying so, if none answers there;
 * cookie: websession's cookie provider, which encrypts (AES-256-GCM), against Starlette's
   signed cookie session over ASGI and Beaker's cookie session over WSGI (goal >= 1x);
 * sqlite: websession's SQLite provider, requests per second (no peer);
@@ -30,6 +35,7 @@ import gc
 import os
 import platform
 import secrets
+import socket
 import statistics
 import sys
 import tempfile
@@ -54,6 +60,8 @@ BEAKER_ENCRYPT_KEY = "storage-bench-encryption-key-fedcba9876543210"
 #: Goals: websession against Beaker's file backend, and against signed cookie sessions.
 FILE_GOAL = 2.0
 COOKIE_GOAL = 1.0
+#: Goal: websession's memcached provider against Beaker's ext:memcached.
+MEMCACHED_GOAL = 1.5
 #: The GC benchmark's expired sessions are written with this much life left, then waited out.
 EXPIRE_AFTER = 2.0
 
@@ -64,6 +72,7 @@ class Sizes:
 
     rounds: int
     file_requests: int
+    memcached_requests: int
     cookie_requests: int
     sqlite_requests: int
     gc_expired: tuple[int, ...]
@@ -76,6 +85,7 @@ class Sizes:
 FULL = Sizes(
     rounds=15,
     file_requests=1_500,
+    memcached_requests=3_000,
     cookie_requests=5_000,
     sqlite_requests=5_000,
     gc_expired=(1_000, 10_000, 100_000),
@@ -84,6 +94,7 @@ FULL = Sizes(
 QUICK = Sizes(
     rounds=3,
     file_requests=300,
+    memcached_requests=600,
     cookie_requests=1_000,
     sqlite_requests=1_000,
     gc_expired=(1_000, 10_000),
@@ -183,6 +194,14 @@ def _report(suite: str, ours: Result, peer: Result, goal: float | None) -> bool:
     return met
 
 
+def _compare(collector: Collector, key: str, title: str, ours: Result, peer: Result,
+             goal: float | None, notes: str) -> bool:
+    """Print one comparison and record it as scenario ``key``; whether it met ``goal``."""
+    met = _report(key.replace("-", " "), ours, peer, goal)
+    collector.throughput(key, title, ours, [(peer, goal)], notes=notes)
+    return met
+
+
 def _filesystem(path: str) -> str:
     """The type of the filesystem that holds ``path`` (from /proc/mounts; "?" elsewhere)."""
     path = os.path.realpath(path)
@@ -216,6 +235,10 @@ def _synced(timer: Timer) -> Timer:
     return run
 
 
+def _profile_wsgi(peer: wsgi.WSGIPeer, requests: int, what: str) -> None:
+    profile_run(partial(wsgi.run_wsgi, peer, requests), f"{what}, {requests:,} requests")
+
+
 def _wsgi_measure(
     peers: Sequence[wsgi.WSGIPeer], settings: Settings, *, sync: bool = False
 ) -> list[Result]:
@@ -234,31 +257,73 @@ def file_suite(directory: Path, sizes: Sizes, *, profile: bool, collector: Colle
         websession_file_peer(directory / "websession-fsync", fsync=True),
     ]
     print(
-        f"\nfile: WSGI, {settings.rounds} rounds x {settings.requests:,} requests; both write "
-        "a temporary file and rename it over the session file; Beaker never fsyncs; "
-        "os.sync() before each round, untimed"
+        f"\nfile: WSGI, {settings.rounds} rounds x {settings.requests:,} requests; Beaker "
+        "writes a temporary file and renames it over the session file, websession rewrites "
+        "one of two checksummed slots in place; Beaker never fsyncs; os.sync() before each "
+        "round, untimed"
     )
     try:
         ours, beaker = _wsgi_measure(peers[:2], settings, sync=True)
-        met = _report("file", ours, beaker, FILE_GOAL)
         filesystem = _filesystem(str(directory))
-        collector.throughput(
-            "file", f"File store, WSGI ({filesystem})", ours, [(beaker, FILE_GOAL)],
+        met = _compare(
+            collector, "file", f"File store, WSGI ({filesystem})", ours, beaker, FILE_GOAL,
             notes="websession with fsync off, as Beaker never fsyncs; os.sync() before "
                   "each round, untimed")
         # Separately: its fsyncs force journal commits that would slow the peers' rounds.
         fsync_settings = dataclasses.replace(settings, rounds=min(5, settings.rounds))
         fsynced, beaker = _wsgi_measure(peers[1:][::-1], fsync_settings, sync=True)
-        _report("file fsync", fsynced, beaker, None)
-        collector.throughput(
-            "file-fsync", f"File store with fsync on (websession's default), WSGI "
-            f"({filesystem})", fsynced, [(beaker, None)],
+        _compare(
+            collector, "file-fsync", f"File store with fsync on (websession's default), "
+            f"WSGI ({filesystem})", fsynced, beaker, None,
             notes="for information: Beaker never fsyncs, so this is not like for like")
         if profile:
-            profile_run(
-                partial(wsgi.run_wsgi, peers[0], settings.requests),
-                f"file websession (fsync off), {settings.requests:,} requests",
-            )
+            _profile_wsgi(peers[0], settings.requests, "file websession (fsync off)")
+    finally:
+        for p in peers:
+            p.close()
+    return met
+
+
+def _listening(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def memcached_suite(address: str, sizes: Sizes, *, profile: bool,
+                    collector: Collector) -> bool:
+    """websession's memcached provider against Beaker's ext:memcached, WSGI."""
+    if not _listening(address):
+        print(f"\nmemcached: nothing answers at {address}: suite skipped "
+              "(`make services` starts one)")
+        return True
+    settings = sizes.settings(sizes.memcached_requests)
+    tag = secrets.token_hex(4)
+    manager = websession.Manager("memcached", {"ProviderConfig": {
+        "servers": address, "keyPrefix": f"bench:{tag}:"}})
+    peers = [
+        _websession_wsgi("websession", manager),
+        _beaker_wsgi("beaker", {
+            "session.type": "ext:memcached", "session.url": address,
+            "session.memcache_module": "memcache", "session.timeout": "3600",
+        }),
+    ]
+    print(
+        f"\nmemcached: WSGI, {settings.rounds} rounds x {settings.requests:,} requests on "
+        f"{address}; websession: pymemcache, gets + cas (compare-and-set); Beaker: "
+        "ext:memcached over python-memcached, get + set"
+    )
+    try:
+        ours, beaker = _wsgi_measure(peers, settings)
+        met = _compare(
+            collector, "memcached", "memcached store, WSGI", ours, beaker, MEMCACHED_GOAL,
+            notes="websession: pymemcache, gets + cas; Beaker: ext:memcached, "
+                  "python-memcached, get + set")
+        if profile:
+            _profile_wsgi(peers[0], settings.requests, "memcached websession")
     finally:
         for p in peers:
             p.close()
@@ -284,10 +349,7 @@ def cookie_wsgi_suite(sizes: Sizes, *, profile: bool, collector: Collector) -> b
             [(others[0], COOKIE_GOAL), *((other, None) for other in others[1:])],
             notes=f"websession: AES-256-GCM sealed; beaker: {setup}")
         if profile:
-            profile_run(
-                partial(wsgi.run_wsgi, peers[0], settings.requests),
-                f"cookie wsgi websession, {settings.requests:,} requests",
-            )
+            _profile_wsgi(peers[0], settings.requests, "cookie wsgi websession")
     finally:
         for p in peers:
             p.close()
@@ -315,9 +377,8 @@ def cookie_asgi_suite(sizes: Sizes, *, profile: bool, collector: Collector) -> b
         ]
         try:
             ours, peer = measure([(p.name, timer(p)) for p in peers], settings)
-            met = _report("cookie asgi", ours, peer, COOKIE_GOAL)
-            collector.throughput(
-                "cookie-asgi", "Cookie sessions, ASGI", ours, [(peer, COOKIE_GOAL)],
+            met = _compare(
+                collector, "cookie-asgi", "Cookie sessions, ASGI", ours, peer, COOKIE_GOAL,
                 notes="websession: AES-256-GCM sealed; Starlette: signed (itsdangerous), "
                       "not encrypted")
             if profile:
@@ -350,10 +411,7 @@ def sqlite_suite(directory: Path, sizes: Sizes, *, profile: bool,
         collector.alone("sqlite", "SQLite store, WSGI", result,
                         notes="WAL, synchronous=NORMAL; no peer ships an SQLite store")
         if profile:
-            profile_run(
-                partial(wsgi.run_wsgi, peer, settings.requests),
-                f"sqlite websession, {settings.requests:,} requests",
-            )
+            _profile_wsgi(peer, settings.requests, "sqlite websession")
     finally:
         peer.close()
 
@@ -465,14 +523,14 @@ def gc_suite(directory: Path, sizes: Sizes, collector: Collector) -> None:
 
 # -- command line ---------------------------------------------------------------------
 
-SUITES = ("file", "cookie", "sqlite", "gc")
+SUITES = ("file", "memcached", "cookie", "sqlite", "gc")
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.storage_bench",
-        description="websession's file, cookie and SQLite providers against Beaker and "
-        "Starlette, in-process.",
+        description="websession's file, memcached, cookie and SQLite providers against "
+        "Beaker and Starlette, in-process.",
     )
     parser.add_argument(
         "--quick",
@@ -488,6 +546,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--dir",
         help="where to make the scratch directory (default: the system's temporary "
         "directory); the file results depend on its filesystem",
+    )
+    parser.add_argument(
+        "--memcached", default="127.0.0.1:11211",
+        help="host:port of the memcached the memcached suite uses (default: %(default)s)",
     )
     parser.add_argument(
         "--check", action="store_true", help="exit with status 1 if a goal is not met"
@@ -510,7 +572,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     suites: tuple[str, ...] = tuple(args.only) if args.only else SUITES
     print(
         f"websession {package_version('websession')} vs Beaker "
-        f"{package_version('beaker')}, starlette "
+        f"{package_version('beaker')} (python-memcached "
+        f"{package_version('python-memcached')}), starlette "
         f"{package_version('starlette')}; {platform.python_implementation()} "
         f"{platform.python_version()}, {os.cpu_count()} CPUs"
     )
@@ -519,6 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     all_met = True
     collector = Collector("storage", "python -m bench.storage_bench", {
         "rounds": sizes.rounds, "file_requests": sizes.file_requests,
+        "memcached_requests": sizes.memcached_requests,
         "cookie_requests": sizes.cookie_requests, "sqlite_requests": sizes.sqlite_requests,
         "gc_expired": list(sizes.gc_expired), "gc_live": sizes.gc_live, "quick": args.quick})
     with tempfile.TemporaryDirectory(prefix="websession-bench-", dir=args.dir) as scratch:
@@ -528,6 +592,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "file" in suites:
             all_met &= file_suite(root / "file", sizes, profile=args.profile,
                                   collector=collector)
+        if "memcached" in suites:
+            all_met &= memcached_suite(args.memcached, sizes, profile=args.profile,
+                                       collector=collector)
         if "cookie" in suites:
             all_met &= cookie_asgi_suite(sizes, profile=args.profile, collector=collector)
             all_met &= cookie_wsgi_suite(sizes, profile=args.profile, collector=collector)

@@ -330,3 +330,80 @@ def test_a_session_too_large_for_an_item_is_a_clear_error(local_memcached: str, 
             assert client.data() == {"small": 1}
         finally:
             client.call(provider.close, provider.aclose)
+
+
+# -- the CAS token a read got ----------------------------------------------------------------
+
+
+def _stats(port: int) -> dict[str, int]:
+    client = MemcacheClient((HOST, port))
+    try:
+        return {k.decode(): int(v) for k, v in client.stats().items()
+                if k in (b"cmd_get", b"cmd_set", b"cas_hits", b"cas_badval", b"cas_misses")}
+    finally:
+        client.close()
+
+
+def test_a_read_modify_write_is_two_round_trips(private_memcached: PrivateMemcached) -> None:
+    manager = Manager("memcached", {"ProviderConfig": f"{HOST}:{private_memcached.port}"})
+    session = manager.session_start({})
+    session["n"] = 0
+    session.session_release([])
+    sid = session.session_id()
+    before = _stats(private_memcached.port)
+    for n in range(1, 11):
+        session = manager.session_start({"HTTP_COOKIE": f"gosessionid={sid}"})
+        session["n"] = n
+        session.session_release([])
+    after = _stats(private_memcached.port)
+    spent = {k: after[k] - before[k] for k in after}
+    # One gets to read, one cas (with the read's token) to write: no second gets.
+    assert spent == {"cmd_get": 10, "cmd_set": 10, "cas_hits": 10, "cas_badval": 0,
+                     "cas_misses": 0}
+    assert manager.get_session_store(sid)["n"] == 10
+    manager.close()
+
+
+@pytest.mark.parametrize("meanwhile", ["update", "touch", "delete"])
+def test_a_remembered_token_never_overwrites_a_change_it_did_not_see(
+    local_memcached: str, prefix: str, meanwhile: str
+) -> None:
+    ours = MemcachedProvider(local_memcached, key_prefix=prefix)
+    other = MemcachedProvider(local_memcached, key_prefix=prefix)  # another process
+    try:
+        later = time.time() + 600
+        sid = uuid.uuid4().hex
+        assert ours.create(sid, Record(b"v1", later, 1))
+        assert ours.read(sid) == Record(b"v1", later, 1)  # remembers the item's token
+        if meanwhile == "update":
+            assert other.update(sid, Record(b"theirs", later, 2), 1)
+        elif meanwhile == "touch":
+            assert other.touch(sid, later + 60)  # the same version, but the item changed
+        else:
+            other.delete(sid)
+        assert ours.update(sid, Record(b"ours", later, 2), 1) is False  # memcached refused
+        current = ours.read(sid)  # what the engine does next: read again, re-apply
+        if meanwhile == "delete":
+            assert current is None  # never resurrected
+            return
+        assert current is not None
+        assert current.payload == (b"theirs" if meanwhile == "update" else b"v1")
+        assert ours.update(sid, Record(b"ours", later, current.version + 1), current.version)
+        assert other.read(sid) == Record(b"ours", later, current.version + 1)
+    finally:
+        ours.close()
+        other.close()
+
+
+async def test_the_async_path_uses_the_token_too(local_memcached: str, prefix: str) -> None:
+    provider = MemcachedProvider(local_memcached, key_prefix=prefix)
+    later = time.time() + 600
+    sid = uuid.uuid4().hex
+    assert await provider.acreate(sid, Record(b"v1", later, 1))
+    assert await provider.aread(sid) == Record(b"v1", later, 1)
+    assert provider.read(sid) is not None  # a sync read in between: a token of the same item
+    assert await provider.aupdate(sid, Record(b"v2", later, 2), 1)
+    assert await provider.aupdate(sid, Record(b"v3", later, 3), 1) is False
+    assert await provider.aread(sid) == Record(b"v2", later, 2)
+    await provider.aclose()
+    provider.close()

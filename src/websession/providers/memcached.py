@@ -15,7 +15,10 @@ The primitives and their round trips:
 * ``update``: ``gets``, then ``cas`` with the item's CAS token, only if the stored record is
   live and at the expected version. The token makes the check-and-write atomic: if anything
   wrote the item in between, memcached refuses the ``cas`` and the engine re-reads,
-  re-applies its own changes and tries again.
+  re-applies its own changes and tries again. When the same request read the record, the
+  ``gets`` is skipped: the ``cas`` carries the token that read got (a bounded map
+  remembers it, used once), so a read-modify-write costs two round trips, as a peer's
+  ``get`` + blind ``set`` does, and still cannot overwrite a change it did not see.
 * ``touch``: ``gets`` then ``cas`` rewriting the stored deadline and the expiry together
   (memcached's own ``touch`` would move the expiry but leave the stored deadline behind);
   retried if another write slipped in between.
@@ -54,6 +57,7 @@ server loses its sessions, as with any memcached data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import socket
 import threading
@@ -101,6 +105,8 @@ _SLACK = 1
 _ATTEMPTS = 16
 # Keys per get_many while counting.
 _COUNT_BATCH = 100
+# CAS tokens remembered from reads (see _Tokens), per provider.
+_TOKENS = 10_000
 
 _WHERE = "providerConfig for 'memcached'"
 
@@ -235,9 +241,42 @@ def _record(value: bytes | None) -> Record | None:
 # "add" and "cas" answer whether they stored.
 
 
-def _read(server: int, key: bytes) -> Plan[Record | None]:
-    value, _ = yield server, "gets", key
-    return _record(value)
+class _Tokens:
+    """The CAS token each recent read got, so that the update following it in the same
+    request is one ``cas`` instead of ``gets`` + ``cas``: a read-modify-write then costs
+    two round trips. A token is used once, and only for the version and while the deadline
+    it was read with hold; if the item changed since (another write, a touch), memcached
+    refuses the ``cas`` and the update fails as any lost race does: the engine reads again
+    (a fresh token) and re-applies its changes. Bounded: the oldest entries go first."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[bytes, tuple[int, float, int]] = {}
+
+    def remember(self, key: bytes, record: Record, token: int) -> None:
+        """Keep ``token`` for the record just read under ``key``."""
+        entries = self._entries
+        if len(entries) >= _TOKENS:
+            with contextlib.suppress(StopIteration, RuntimeError):  # another thread's
+                entries.pop(next(iter(entries)), None)
+        entries[key] = (record.version, record.expires_at, token)
+
+    def take(self, key: bytes, version: int) -> int | None:
+        """The token read with ``version`` under ``key``, forgotten; ``None`` if there is
+        none, or the record's deadline has passed since."""
+        entry = self._entries.pop(key, None)
+        if entry is None or entry[0] != version or entry[1] <= time.time():
+            return None
+        return entry[2]
+
+
+def _read(server: int, key: bytes, tokens: _Tokens) -> Plan[Record | None]:
+    value, token = yield server, "gets", key
+    record = _record(value)
+    if record is not None:
+        tokens.remember(key, record, token)
+    return record
 
 
 def _create(server: int, key: bytes, record: Record) -> Plan[bool]:
@@ -255,7 +294,12 @@ def _create(server: int, key: bytes, record: Record) -> Plan[bool]:
     return False
 
 
-def _update(server: int, key: bytes, record: Record, expected_version: int) -> Plan[bool]:
+def _update(server: int, key: bytes, record: Record, expected_version: int,
+            tokens: _Tokens) -> Plan[bool]:
+    known = tokens.take(key, expected_version)
+    if known is not None:  # read by this request: the item is as it was, or the cas fails
+        return bool((yield server, "cas", key, _value(record), known,
+                     _expiry(record.expires_at)))
     stored, token = yield server, "gets", key
     current = _record(stored)
     if current is None or current.version != expected_version:
@@ -319,7 +363,8 @@ class _SyncClients:
         server, command, key, *args = step
         client = self.client(server)
         if command == "gets":
-            return client.gets(key)
+            value, token = client.gets(key)
+            return value, None if token is None else int(token)  # as aiomcache answers
         try:
             if command == "add":
                 return client.add(key, args[0], args[1], noreply=False)
@@ -422,7 +467,8 @@ class MemcachedProvider(BaseProvider):
 
     ``providerConfig`` is beego's ``"127.0.0.1:11211;127.0.0.1:11212"`` or a JSON object
     (see :func:`parse_memcached_config`). Round trips per request: none if the session is
-    not used, one to read it, two to write a changed one (``gets`` and ``cas``). See the
+    not used, one to read it, one more to write a changed one (``cas`` with the token the
+    read got; ``gets`` then ``cas`` without one). See the
     module's docstring for what :meth:`count` costs and why.
     """
 
@@ -453,6 +499,7 @@ class MemcachedProvider(BaseProvider):
         self._ring = RendezvousHash(names) if len(names) > 1 else None
         self._sync = _SyncClients(options)
         self._async = _AsyncClients(options)
+        self._tokens = _Tokens()
 
     def configure(self, config: Any) -> None:
         """Apply the manager's ``providerConfig``; an empty one keeps what the constructor
@@ -475,11 +522,11 @@ class MemcachedProvider(BaseProvider):
 
     def read(self, sid: str) -> Record | None:
         """``gets``: the live record, or ``None``."""
-        return drive(_read(*self._where(sid)), self._sync.send)
+        return drive(_read(*self._where(sid), self._tokens), self._sync.send)
 
     def aread(self, sid: str) -> Coroutine[Any, Any, Record | None]:
         """Async twin of :meth:`read`."""
-        return adrive(_read(*self._where(sid)), self._async.send)
+        return adrive(_read(*self._where(sid), self._tokens), self._async.send)
 
     def create(self, sid: str, record: Record) -> bool:
         """``add``: store only if no live record has this ID."""
@@ -490,13 +537,16 @@ class MemcachedProvider(BaseProvider):
         return adrive(_create(*self._where(sid), record), self._async.send)
 
     def update(self, sid: str, record: Record, expected_version: int) -> bool:
-        """``gets`` then ``cas``: only over a live record at that version."""
-        return drive(_update(*self._where(sid), record, expected_version), self._sync.send)
+        """``cas`` with the token this request's read got, else ``gets`` then ``cas``:
+        only over a live record at that version."""
+        return drive(_update(*self._where(sid), record, expected_version, self._tokens),
+                     self._sync.send)
 
     def aupdate(self, sid: str, record: Record,
                 expected_version: int) -> Coroutine[Any, Any, bool]:
         """Async twin of :meth:`update`."""
-        return adrive(_update(*self._where(sid), record, expected_version), self._async.send)
+        return adrive(_update(*self._where(sid), record, expected_version, self._tokens),
+                      self._async.send)
 
     def touch(self, sid: str, expires_at: float) -> bool:
         """``gets`` then ``cas``: the stored deadline and the expiry, together."""
