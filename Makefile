@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit services bench clean
+.PHONY: demo test lint typecheck unit services bench reliability clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(PY) -m demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench demo
+	$(VENV)/bin/ruff check src tests bench demo reliability
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -47,6 +47,16 @@ bench: $(STAMP) services
 	$(PY) -m bench.aiohttp_bench $(BENCH_FLAGS)
 	$(PY) -m bench.ops_bench $(BENCH_FLAGS)
 	$(PY) -m bench.report
+
+# The long reliability suite (issue 9): uvicorn and gunicorn (4 workers) under load while
+# private Redis, MariaDB and PostgreSQL servers are stalled (SIGSTOP) and killed (kill -9);
+# checks every response's counter and writes docs/reliability.md. About 10 minutes;
+# `make reliability RELIABILITY_FLAGS=--quick` for a smoke run. Installs the Debian servers
+# it needs if they are missing.
+RELIABILITY_FLAGS ?=
+reliability: $(STAMP)
+	@bash scripts/reliability_deps.sh
+	$(PY) -m reliability $(RELIABILITY_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

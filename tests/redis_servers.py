@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ __all__ = [
     "SentinelServers",
     "Servers",
     "free_port",
+    "private_server",
     "require_redis_binaries",
     "wait_for",
 ]
@@ -158,6 +159,18 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+@contextlib.contextmanager
+def private_server(directory: Path) -> Iterator[RedisServer]:
+    """A started ``redis-server`` of its own in ``directory``; killed afterwards whatever
+    happened (skipped, or failed under ``CI=true``, without the binaries)."""
+    require_redis_binaries()
+    server = RedisServer(directory, free_port())
+    try:
+        yield server.start()
+    finally:
+        server.stop(kill=True)
 
 
 class CommandLog:

@@ -563,3 +563,13 @@ def test_a_lock_held_by_this_process_is_waited_for_then_taken(tmp_path: Path) ->
 def test_a_bad_timeout_is_a_configuration_error_naming_it(tmp_path: Path, value: Any) -> None:
     with pytest.raises(ConfigurationError, match="timeout"):
         Manager("file", {"ProviderConfig": {"path": str(tmp_path), "timeout": value}})
+
+
+@pytest.mark.parametrize("key", ["operationTimeout", "operation_timeout", "timeout"])
+def test_the_lock_wait_takes_the_name_every_provider_uses(tmp_path: Path, key: str) -> None:
+    manager = Manager("file", {"ProviderConfig": {"path": str(tmp_path), key: "250ms"}})
+    try:
+        provider = manager.provider
+        assert isinstance(provider, FileProvider) and provider.timeout == 0.25
+    finally:
+        manager.close()

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
-from tests.redis_servers import HOST, RedisServer, free_port, require_redis_binaries
+from tests.redis_servers import HOST, RedisServer, private_server
 from tests.servers import unavailable
 from tests.test_demo import FlakyStore
 from tests.test_middleware import call_wsgi, cookie_of
@@ -649,12 +649,8 @@ def test_wsgi_oversize_cookie_session_is_a_clean_500() -> None:
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    require_redis_binaries()
-    server = RedisServer(tmp_path / "redis", free_port())
-    try:
-        yield server.start()
-    finally:
-        server.stop(kill=True)
+    with private_server(tmp_path / "redis") as server:
+        yield server
 
 
 async def test_asgi_real_redis_killed_mid_session_is_a_503(private_redis: RedisServer) -> None:

@@ -15,7 +15,21 @@ from typing import Any
 
 from ..exceptions import ConfigurationError
 
-__all__ = ["parse_address", "parse_duration", "parse_options"]
+__all__ = [
+    "DEFAULT_OPERATION_TIMEOUT",
+    "OPERATION_TIMEOUT_KEY",
+    "parse_address",
+    "parse_duration",
+    "parse_operation_timeout",
+    "parse_options",
+]
+
+#: The one ``providerConfig`` key every server provider takes for the deadline of a store
+#: operation (``operation_timeout`` matches too: keys match without case or underscores).
+OPERATION_TIMEOUT_KEY = "operationTimeout"
+#: Seconds a store operation may take — connect, pool wait, send, receive and retries
+#: together — before it fails with :class:`~websession.StoreUnavailableError`.
+DEFAULT_OPERATION_TIMEOUT = 5.0
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
@@ -115,3 +129,12 @@ def parse_address(text: str, default_port: int, *, key: str, where: str) -> tupl
             f"{where}: address {text!r}: the port must be a number from 1 to 65535", key=key
         )
     return host, int(port)
+
+
+def parse_operation_timeout(value: Any, *, where: str) -> float:
+    """The ``operationTimeout`` option: positive seconds or a Go duration."""
+    seconds = parse_duration(value, key=OPERATION_TIMEOUT_KEY, where=where)
+    if seconds <= 0:
+        raise ConfigurationError(f"{where}: {OPERATION_TIMEOUT_KEY} must be positive, "
+                                 f"got {value!r}", key=OPERATION_TIMEOUT_KEY)
+    return seconds

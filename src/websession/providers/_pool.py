@@ -14,6 +14,10 @@ The contract, for a driver module:
 * ``Pool(connector, max_size=..., timeout=...)`` is a pool of its own; ``AppPool(...)``
   lends from a pool the application owns; both offer :class:`Lender`'s two plans, and the
   provider borrows through those and nothing else.
+
+A borrower may give :meth:`Lender.acquire` a *deadline* (a :func:`time.monotonic` time,
+the end of its operation): the wait for a free connection and the connect both end by
+then, whatever the pool's own timeout, so an operation's deadline covers its borrowing.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ __all__ = [
     "close_per_loop",
     "idle_socket_broken",
     "run",
+    "seconds_left",
 ]
 
 T = TypeVar("T")
@@ -65,6 +70,19 @@ class PoolTimeout(TimeoutError):
 
 class PoolClosed(ConnectionError):
     """The pool was closed: the provider or application is shutting down."""
+
+
+def seconds_left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (a :func:`time.monotonic` time; ``None``: no deadline).
+
+    A deadline already past raises :class:`TimeoutError`: nothing more may be started.
+    """
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the store operation ran out of time (operationTimeout)")
+    return left
 
 
 # -- running plans of calls ----------------------------------------------------------------
@@ -144,11 +162,12 @@ class Connector(Generic[C]):
 
     ``connect`` and ``close`` return plans of calls (:func:`call` makes one from a driver
     function); ``asynchronous`` says whether they are run by :func:`arun` (an asyncio
-    driver) or :func:`run`. ``usable`` tells, without I/O, whether an idle connection is
+    driver) or :func:`run`. ``connect`` is given the seconds it may take (``None``: the
+    driver's own timeout). ``usable`` tells, without I/O, whether an idle connection is
     still open at the server's end.
     """
 
-    connect: Callable[[], Plan[C]]
+    connect: Callable[[float | None], Plan[C]]
     close: Callable[[C], Plan[None]]
     usable: Callable[[C], bool]
     asynchronous: bool
@@ -166,8 +185,9 @@ class Lender(Protocol[C]):
         """A connection at once, or ``None``: then run :meth:`acquire`."""
         ...
 
-    def acquire(self) -> Plan[C]:
-        """Borrow a connection (a plan); give it back with :meth:`release`."""
+    def acquire(self, deadline: float | None = None) -> Plan[C]:
+        """Borrow a connection (a plan), by ``deadline`` if one is given (a
+        :func:`time.monotonic` time); give it back with :meth:`release`."""
         ...
 
     def try_release(self, conn: C) -> bool:
@@ -255,7 +275,8 @@ class Pool(Generic[C]):
     """A bounded pool of one driver's connections, most recently used first.
 
     At most ``max_size`` connections exist at once; a borrower waits up to ``timeout``
-    seconds for a free one, then gets :class:`PoolTimeout`. A failure to connect reaches
+    seconds (or until its own deadline, if sooner) for a free one, then gets
+    :class:`PoolTimeout`. A failure to connect reaches
     the borrower at once (an outage is reported now, not after a timeout). Reusing the
     warmest connection keeps one server process busy instead of waking each in turn. A
     connection that sat idle is checked with the connector's ``usable`` first and replaced
@@ -298,15 +319,16 @@ class Pool(Generic[C]):
         self._idle.append(entry)  # acquire() checks it
         return None
 
-    def acquire(self) -> Plan[C]:
-        """Borrow a connection (a plan); give it back with :meth:`release`."""
+    def acquire(self, deadline: float | None = None) -> Plan[C]:
+        """Borrow a connection (a plan), by ``deadline`` if one is given; give it back with
+        :meth:`release`."""
         conn = self.try_acquire()
         if conn is not None:
             return conn
         try:
             entry: tuple[C, float] | None = self._idle.pop()
         except IndexError:
-            entry = yield from self._wait_for_slot()
+            entry = yield from self._wait_for_slot(deadline)
         # The slot is ours: check the idle connection, or connect, outside the lock.
         try:
             while entry is not None:
@@ -322,14 +344,16 @@ class Pool(Generic[C]):
                         entry = None
             if self._closed:
                 raise PoolClosed("the session store's connection pool is closed")
-            return (yield from self._connector.connect())
+            return (yield from self._connector.connect(seconds_left(deadline)))
         except BaseException:
             self._free_slot()
             raise
 
-    def _wait_for_slot(self) -> Plan[tuple[C, float] | None]:
+    def _wait_for_slot(self, until: float | None) -> Plan[tuple[C, float] | None]:
         """An idle connection, or ``None``: a slot to open a new one in."""
         deadline = time.monotonic() + self.timeout
+        if until is not None and until < deadline:
+            deadline = until  # the operation's own deadline comes first
         while True:
             with self._lock:
                 if self._closed:
@@ -341,8 +365,7 @@ class Pool(Generic[C]):
                     return None
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise PoolTimeout(f"all {self.max_size} connections stayed in use "
-                                      f"for {self.timeout:g} s")
+                    raise self._timed_out()
                 waiter = self._waiting.waiter()
                 self._waiters.append(waiter)
                 # A release appends without the lock, then looks for waiters: one that
@@ -358,8 +381,11 @@ class Pool(Generic[C]):
                 raise
             if not woken:
                 self._leave(waiter)
-                raise PoolTimeout(f"all {self.max_size} connections stayed in use "
-                                  f"for {self.timeout:g} s")
+                raise self._timed_out()
+
+    def _timed_out(self) -> PoolTimeout:
+        return PoolTimeout(f"all {self.max_size} connections stayed in use until the "
+                           f"deadline (poolTimeout {self.timeout:g} s, or operationTimeout)")
 
     def try_release(self, conn: C) -> bool:
         """Give a connection back to the idle ones; ``False`` if the pool is closed."""
@@ -481,16 +507,17 @@ class AppPool(Generic[C]):
         """Always ``False``: handing back to the application's pool is a plan."""
         return False
 
-    def acquire(self) -> Plan[C]:
-        """Take a live connection from the application's pool (a plan)."""
+    def acquire(self, deadline: float | None = None) -> Plan[C]:
+        """Take a live connection from the application's pool (a plan), by ``deadline``
+        if one is given."""
         connector = self._connector
-        conn = yield from connector.connect()
+        conn = yield from connector.connect(seconds_left(deadline))
         for _ in range(self._tries):
             if connector.usable(conn):
                 break
             yield from connector.close(conn)
             yield from self._put(conn)
-            conn = yield from connector.connect()
+            conn = yield from connector.connect(seconds_left(deadline))
         return conn
 
     def release(self, conn: C, *, discard: bool = False) -> Plan[None]:

@@ -8,6 +8,13 @@ half, so each topology builds its clients once for both modes (:data:`SYNC`,
 one and one per running event loop, each made on first use, so configuring opens no
 connection — and runs a provider's plans' steps: :meth:`~RedisClients.send` and
 :meth:`~RedisClients.asend` are the only code that differs between the modes.
+
+Each command has one deadline, ``operation_timeout`` from when it is sent: the wait for a
+pooled connection, connecting, sending, receiving and redis-py's retries all end by then
+(past it, a ``TimeoutError`` the provider reports as an outage). An asyncio command is
+cancelled at its deadline (redis-py then drops the connection); a blocking one is given
+what is left of it by its connection's socket timeout (:class:`_Bounded`). In both modes
+redis-py retries only while the deadline allows (:class:`_StopsAtDeadline`).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from operator import methodcaller
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
@@ -33,6 +41,7 @@ import redis.retry as sretry
 import redis.sentinel as ssentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import MaxConnectionsError, NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._loops import LoopLocal
 from .._plans import Plan, adrive, drive
@@ -71,6 +80,109 @@ _RETRY = object()
 _RETRIED_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                    ConnectionError, TimeoutError, OSError)
 
+# -- the deadline of a command ---------------------------------------------------------------
+
+
+#: The deadline (a :func:`time.monotonic` time) of the command this thread or task is
+#: sending; 0: none.
+_DEADLINE: ContextVar[float] = ContextVar("websession_redis_deadline", default=0.0)
+
+
+def _out_of_time(what: str) -> RedisTimeoutError:
+    return RedisTimeoutError(f"{what} within operation_timeout")
+
+
+class _StopsAtDeadline:
+    """redis-py's retries of a command, while its deadline allows.
+
+    A backstop in asyncio too: a cancellation lost inside redis-py must not let its
+    retries run on past the deadline. ``call_with_retry`` returns what redis-py's does,
+    a coroutine in the asyncio half, so one override serves both.
+    """
+
+    def call_with_retry(self, do: Callable[[], Any], fail: Callable[..., Any],
+                        is_retryable: Callable[[Exception], bool] | None = None,
+                        with_failure_count: bool = False) -> Any:
+        """Call ``do``, retrying what redis-py retries unless the deadline has passed."""
+        def retryable(error: Exception) -> bool:
+            at = _DEADLINE.get()
+            if at and time.monotonic() >= at:
+                return False
+            return is_retryable is None or is_retryable(error)
+
+        base: Any = super()  # redis-py's retry is untyped
+        return base.call_with_retry(do, fail, retryable, with_failure_count)
+
+
+class _BoundedRetry(_StopsAtDeadline, sretry.Retry):
+    """The blocking half's :class:`_StopsAtDeadline`."""
+
+
+class _AsyncBoundedRetry(_StopsAtDeadline, aretry.Retry):
+    """The asyncio half's :class:`_StopsAtDeadline`."""
+
+
+class _Bounded:
+    """A blocking connection whose reads and writes end by its command's deadline.
+
+    Its socket keeps the configured timeout while that fits in what is left (the common
+    case: no system call is added); a command left with less (after a pool wait, or a
+    retry) gets only what is left.
+    """
+
+    _shortened = False
+
+    def _bound(self) -> None:
+        at = _DEADLINE.get()
+        if not at:
+            return
+        this: Any = self  # redis-py's connections are untyped
+        left = at - time.monotonic()
+        if left <= 0:
+            raise _out_of_time("no reply")
+        sock = this._sock
+        if left < (this.socket_timeout or left + 1):
+            if sock is not None:
+                sock.settimeout(left)
+                self._shortened = True
+        elif self._shortened:
+            if sock is not None:
+                sock.settimeout(this.socket_timeout)
+            self._shortened = False
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """Send, within the command's deadline."""
+        self._bound()
+        base: Any = super()
+        base.send_packed_command(command, check_health)
+        self._bound()  # a connect in between set the configured timeout
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        """Read the reply, within the command's deadline."""
+        self._bound()
+        base: Any = super()
+        return base.read_response(*args, **kwargs)
+
+
+class _BoundedConnection(_Bounded, sconnection.Connection):
+    """:class:`_Bounded` over TCP."""
+
+
+class _BoundedSSLConnection(_Bounded, sconnection.SSLConnection):
+    """:class:`_Bounded` over TLS."""
+
+
+class _BoundedUnixConnection(_Bounded, sconnection.UnixDomainSocketConnection):
+    """:class:`_Bounded` over a unix socket."""
+
+
+_BOUNDED: dict[type, type] = {
+    sconnection.Connection: _BoundedConnection,
+    sconnection.SSLConnection: _BoundedSSLConnection,
+    sconnection.UnixDomainSocketConnection: _BoundedUnixConnection,
+}
+
+
 # -- redis-py's two halves ----------------------------------------------------------------
 
 
@@ -104,7 +216,7 @@ class Driver(NamedTuple):
 # in the other, so one mixin cannot override both: each override is three lines.
 
 
-class _SentinelConnection(ssentinel.SentinelManagedConnection):
+class _SentinelConnection(_Bounded, ssentinel.SentinelManagedConnection):
     """Asks the sentinels for the master on every reconnect, retries included."""
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
@@ -149,6 +261,14 @@ SYNC = Driver(redis, sconnection, sretry, scluster, ssentinel, _BlockingSentinel
 #: The asyncio half.
 ASYNC = Driver(aredis, aconnection, aretry, acluster, asentinel, _AsyncBlockingSentinelPool,
                _AsyncSentinelConnection, _AsyncSentinelSSLConnection, methodcaller("aclose"))
+
+
+def _connection_class(driver: Driver, connection_class: type) -> type:
+    """The class of ``driver``'s connections to use for ``connection_class``: blocking
+    ones are bounded by their command's deadline (asyncio ones are cancelled at it)."""
+    if driver is SYNC:
+        return _BOUNDED.get(connection_class, connection_class)
+    return connection_class
 
 #: redis-py's errors that mean "the store is unreachable" (see BaseProvider).
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -226,16 +346,21 @@ class RedisClients(ABC):
     def connection_kwargs(self, driver: Driver) -> dict[str, Any]:
         """The connection arguments every topology passes to redis-py."""
         options = self.options
-        return {
+        kwargs = {
             "username": options.username,
             "password": options.password,
             "socket_timeout": options.socket_timeout,
             "socket_connect_timeout": options.connect_timeout,
             "health_check_interval": options.health_check_interval,
-            "retry": driver.retry.Retry(ExponentialBackoff(cap=0.5, base=0.05),
-                                        options.max_retries),
+            "retry": (_BoundedRetry if driver is SYNC else _AsyncBoundedRetry)(
+                ExponentialBackoff(cap=0.5, base=0.05), options.max_retries),
+            "connection_class": _connection_class(driver, driver.connection.Connection),
             **options.connection,
         }
+        for name in ("socket_timeout", "socket_connect_timeout"):  # a URL's too
+            if not 0 < (kwargs[name] or 0) <= options.operation_timeout:
+                kwargs[name] = options.operation_timeout
+        return kwargs
 
     def sync(self) -> Any:
         """The blocking client."""
@@ -294,27 +419,30 @@ class RedisClients(ABC):
     def send(self, step: Step) -> Any:
         """Send one command with the blocking client; return its reply."""
         command, options = step
-        if self._direct and command[0] in _DIRECT:
-            reply = drive(_direct(self.sync().connection_pool, command), _call)
-            if reply is not _RETRY:
-                return reply
-        deadline = 0.0
-        while True:
-            try:
-                return self.sync().execute_command(*command, **options)
-            except NoScriptError:
-                return UNKNOWN_SCRIPT
-            except MaxConnectionsError:
-                # Raised while taking a connection: the command was not sent. Pools fail,
-                # rather than wait, when full: a waiting pool (or a semaphore) costs every
-                # command a lock round, while a full pool is rare. Only then does a caller
-                # wait, polling, for up to poolTimeout.
-                now = time.monotonic()
-                if not deadline:
-                    deadline = now + self.options.pool_timeout
-                elif now >= deadline:
-                    raise self._pool_exhausted() from None
-                time.sleep(_POOL_POLL)
+        start = time.monotonic()
+        deadline = start + self.options.operation_timeout
+        token = _DEADLINE.set(deadline)
+        try:
+            if self._direct and command[0] in _DIRECT:
+                reply = drive(_direct(self.sync().connection_pool, command), _call)
+                if reply is not _RETRY:
+                    return reply
+            while True:
+                try:
+                    return self.sync().execute_command(*command, **options)
+                except NoScriptError:
+                    return UNKNOWN_SCRIPT
+                except MaxConnectionsError:
+                    # Raised while taking a connection: the command was not sent. Pools
+                    # fail, rather than wait, when full: a waiting pool (or a semaphore)
+                    # costs every command a lock round, while a full pool is rare. Only
+                    # then does a caller wait, polling, for up to poolTimeout.
+                    now = time.monotonic()
+                    if now - start >= self.options.pool_timeout or now >= deadline:
+                        raise self._pool_exhausted() from None
+                    time.sleep(_POOL_POLL)
+        finally:
+            _DEADLINE.reset(token)
 
     async def asend(self, step: Step) -> Any:
         """Send one command with the running loop's client; return its reply."""
@@ -323,35 +451,52 @@ class RedisClients(ABC):
         command, options = step
         entry = self._in_loop()
         limit = entry.limit
+        token = _DEADLINE.set(time.monotonic() + self.options.operation_timeout)
         try:
-            if limit is None:
-                return await self._aexecute(entry.client, command, options)
-            if limit.locked():  # wait for a free slot, as a blocking pool waits
+            async with asyncio.timeout(self.options.operation_timeout) as within:
+                await self.prepare(entry.client)
+                if limit is None:
+                    return await self.execute(entry.client, command, options)
+                if limit.locked():  # wait for a free slot, as a blocking pool waits
+                    try:
+                        async with asyncio.timeout(self.options.pool_timeout):
+                            await limit.acquire()
+                    except TimeoutError:
+                        if within.expired():
+                            raise
+                        raise self._pool_exhausted() from None
+                else:
+                    await limit.acquire()
                 try:
-                    async with asyncio.timeout(self.options.pool_timeout):
-                        await limit.acquire()
-                except TimeoutError:
-                    raise self._pool_exhausted() from None
-            else:
-                await limit.acquire()
-            try:
-                return await self._aexecute(entry.client, command, options)
-            finally:
-                limit.release()
+                    return await self.execute(entry.client, command, options)
+                finally:
+                    limit.release()
         except NoScriptError:
             return UNKNOWN_SCRIPT
+        except TimeoutError:
+            if not within.expired():
+                raise
+            raise _out_of_time("no reply") from None
+        finally:
+            _DEADLINE.reset(token)
 
-    async def _aexecute(self, client: Any, command: tuple[Any, ...],
-                        options: Mapping[str, Any]) -> Any:
+    async def execute(self, client: Any, command: tuple[Any, ...],
+                      options: Mapping[str, Any]) -> Any:
+        """Send ``command`` with an asyncio client; its reply."""
         if self._direct and command[0] in _DIRECT:
             reply = await adrive(_direct(client.connection_pool, command), _acall)
             if reply is not _RETRY:
                 return reply
         return await client.execute_command(*command, **options)
 
+    async def prepare(self, client: Any) -> None:  # noqa: B027 - an optional hook
+        """What an asyncio client needs before its command, within the command's deadline
+        (a cluster's topology); by default nothing."""
+
     def _pool_exhausted(self) -> redis.exceptions.ConnectionError:
         return redis.exceptions.ConnectionError(
-            f"no free connection within {self.options.pool_timeout:g} s "
+            f"no free connection within pool_timeout {self.options.pool_timeout:g} s or "
+            f"operation_timeout {self.options.operation_timeout:g} s "
             f"(poolsize {self.options.pool_size})"
         )
 
@@ -445,11 +590,13 @@ class ServerClients(RedisClients):
         kwargs.update(max_connections=options.pool_size, db=options.db)
         if options.unix_socket:
             kwargs.update(path=options.unix_socket,
-                          connection_class=driver.connection.UnixDomainSocketConnection)
+                          connection_class=_connection_class(
+                              driver, driver.connection.UnixDomainSocketConnection))
         else:
             kwargs["host"], kwargs["port"] = options.addresses[0]
             if options.ssl:
-                kwargs["connection_class"] = driver.connection.SSLConnection
+                kwargs["connection_class"] = _connection_class(
+                    driver, driver.connection.SSLConnection)
         return driver.redis.Redis.from_pool(driver.redis.ConnectionPool(**kwargs))
 
 
@@ -467,29 +614,53 @@ class ClusterClients(RedisClients):
         """A ``RedisCluster`` client."""
         options = self.options
         kwargs = self.connection_kwargs(driver)
+        (host, port), *others = options.addresses
         kwargs.update(
-            startup_nodes=[driver.cluster.ClusterNode(host, port)
-                           for host, port in options.addresses],
+            startup_nodes=[driver.cluster.ClusterNode(h, p) for h, p in others],
             # One more than the in-flight bound: a topology refresh borrows a connection.
             max_connections=options.pool_size + 1,
         )
-        if options.ssl:
-            kwargs["ssl"] = True
+        if options.ssl or driver is not SYNC:
+            del kwargs["connection_class"]  # the node's default: SSL's with ssl=True
+            kwargs.update(host=host, port=port, ssl=options.ssl)
+        else:
+            # The nodes' connections take a class only when the client was given a URL:
+            # the blocking ones are bounded by the deadline then, the topology refresh
+            # after a timeout (a connection to every node) included.
+            kwargs["url"] = f"redis://{host}:{port}"
         return driver.cluster.RedisCluster(**kwargs)
 
-    async def asend(self, step: Step) -> Any:
-        """Send one command, the loop's client knowing the cluster's topology first."""
-        if not self.sync_only:
-            client = self._in_loop().client
-            if client not in self._initialized:
-                # Commands racing into a cold asyncio cluster client each start its
-                # initialisation, and one that fails makes the others' half-open
-                # connections fail too: initialise once per client, the rest wait.
-                async with self._init_locks.get():
-                    if client not in self._initialized:
-                        await client.initialize()
-                        self._initialized.add(client)
-        return await super().asend(step)
+    async def execute(self, client: Any, command: tuple[Any, ...],
+                      options: Mapping[str, Any]) -> Any:
+        """Send ``command`` in a task of its own, waited for until the deadline only.
+
+        redis-py's asyncio cluster client can lose the cancellation that ends a command at
+        its deadline, then retry it (its retries are its own loop, which no retry object
+        bounds) for seconds more; the request must not wait for that.
+        """
+        task = asyncio.ensure_future(client.execute_command(*command, **options))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()
+            task.add_done_callback(_outcome_unwanted)
+            raise
+
+    async def prepare(self, client: Any) -> None:
+        """Learn the cluster's topology first, once per client."""
+        if client not in self._initialized:
+            # Commands racing into a cold asyncio cluster client each start its
+            # initialisation, and one that fails makes the others' half-open
+            # connections fail too: initialise once per client, the rest wait.
+            async with self._init_locks.get():
+                if client not in self._initialized:
+                    await client.initialize()
+                    self._initialized.add(client)
+
+
+def _outcome_unwanted(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: nobody waits for it any more
 
 
 class SentinelClients(RedisClients):
@@ -508,16 +679,17 @@ class SentinelClients(RedisClients):
         options = self.options
         sentinel = options.client
         if sentinel is None:
+            bound = options.operation_timeout
             sentinel = driver.sentinel.Sentinel(list(options.addresses), sentinel_kwargs={
-                "socket_timeout": options.socket_timeout,
-                "socket_connect_timeout": options.connect_timeout,
+                "socket_timeout": min(options.socket_timeout or bound, bound),
+                "socket_connect_timeout": min(options.connect_timeout or bound, bound),
                 "password": options.sentinel_password,
                 # A sentinel that does not answer: ask the next one at once.
                 "retry": driver.retry.Retry(ExponentialBackoff(cap=0.1, base=0.01), 0),
             })
         kwargs = self.connection_kwargs(driver)
         kwargs.update(db=options.db, max_connections=options.pool_size,
-                      timeout=options.pool_timeout,
+                      timeout=min(options.pool_timeout, options.operation_timeout),
                       connection_class=(driver.sentinel_ssl_connection if options.ssl
                                         else driver.sentinel_connection))
         return sentinel.master_for(options.master_name,

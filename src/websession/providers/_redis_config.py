@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from ..exceptions import ConfigurationError
-from ._options import parse_address, parse_duration, parse_options
+from ._options import DEFAULT_OPERATION_TIMEOUT, parse_address, parse_duration, parse_options
 from ._redis_cache import CacheSettings
 from ._redis_clients import ASYNC, SYNC
 
@@ -39,7 +39,9 @@ class RedisOptions:
 
     ``addresses`` holds ``(host, port)`` pairs (one for a single server, the seed nodes of
     a cluster, or the sentinels). ``connection`` holds further redis-py connection
-    arguments, from a URL's query string.
+    arguments, from a URL's query string. ``operation_timeout`` bounds each command in
+    all — the wait for a pooled connection, connecting, sending, receiving and retries —
+    and caps the other timeouts.
     """
 
     addresses: tuple[tuple[str, int], ...] = (("127.0.0.1", 6379),)
@@ -56,6 +58,7 @@ class RedisOptions:
     socket_timeout: float = 5.0
     connect_timeout: float = 5.0
     pool_timeout: float = 5.0
+    operation_timeout: float = DEFAULT_OPERATION_TIMEOUT
     health_check_interval: float = 0.0
     connection: Mapping[str, Any] = field(default_factory=dict)
     client: Any = None
@@ -72,7 +75,8 @@ _KNOWN: dict[str, type] = {
     "username": str, "password": str, "db_num": int, "db": int, "idle_timeout": object,
     "idle_check_frequency": object, "max_retries": int, "master_name": str,
     "sentinel_password": str, "key_prefix": str, "prefix": str, "socket_timeout": object,
-    "connect_timeout": object, "pool_timeout": object, "client": object,
+    "connect_timeout": object, "pool_timeout": object, "operation_timeout": object,
+    "client": object,
     "client_cache": bool, "client_cache_entries": int, "client_cache_bytes": int,
 }
 # Keys (JSON or beego's v1 string) and the RedisOptions fields they set, by kind.
@@ -85,7 +89,7 @@ _TEXT = {"username": "username", "password": "password", "master_name": "master_
 _SECONDS: dict[str, str | None] = {
     "idle_timeout": "health_check_interval", "socket_timeout": "socket_timeout",
     "connect_timeout": "connect_timeout", "pool_timeout": "pool_timeout",
-    "idle_check_frequency": None,
+    "operation_timeout": "operation_timeout", "idle_check_frequency": None,
 }
 _URL_SCHEMES = ("redis://", "rediss://", "unix://")
 _SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
@@ -173,6 +177,8 @@ class RedisConfigParser:
         """Refuse settings this provider cannot use."""
         if options.pool_size < 1:
             raise self.fail("poolsize must be at least 1", "poolsize")
+        if not options.operation_timeout > 0:
+            raise self.fail("operation_timeout must be positive", "operation_timeout")
         client = options.client
         if client is not None and not isinstance(client, self.client_types):
             names = ", ".join(f"{t.__module__}.{t.__qualname__}" for t in self.client_types)
@@ -234,6 +240,9 @@ class RedisConfigParser:
         for name in ("key_prefix", "prefix"):
             if name in parsed:
                 fields["key_prefix"] = unquote(str(parsed.pop(name)))
+        if "operation_timeout" in parsed:
+            fields["operation_timeout"] = self._seconds("operation_timeout",
+                                                        parsed.pop("operation_timeout"))
         unknown = sorted(set(parsed) - _connection_options())
         if unknown:
             raise self.fail(f"unknown URL option {unknown[0]!r}", unknown[0])

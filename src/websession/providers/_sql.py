@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 from .._loops import LoopLocal
 from .._plans import Plan
 from ..exceptions import ConfigurationError, UnsupportedOperationError
+from ._options import DEFAULT_OPERATION_TIMEOUT
 from ._pool import Connector, Lender, Pool, arun, close_per_loop, run
 from .base import BaseProvider, Page, Record, parse_options
 
@@ -199,6 +200,7 @@ class SQLProvider(BaseProvider):
     statements: Statements
     max_connections: int
     pool_timeout: float
+    operation_timeout: float
     gc_batch_size: int
     create_table: bool
 
@@ -207,6 +209,7 @@ class SQLProvider(BaseProvider):
         "table": str,
         "max_connections": object,
         "pool_timeout": object,
+        "operation_timeout": object,
         "gc_batch_size": object,
         "create_table": bool,
         "pool": object,
@@ -220,6 +223,7 @@ class SQLProvider(BaseProvider):
         table: str = DEFAULT_TABLE,
         max_connections: int = 10,
         pool_timeout: float = 5.0,
+        operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
         gc_batch_size: int = 1000,
         create_table: bool = True,
         pool: Any = None,
@@ -239,7 +243,8 @@ class SQLProvider(BaseProvider):
         self._async_setup_locks: LoopLocal[asyncio.Lock] = LoopLocal(asyncio.Lock)
         self._apply({
             "dsn": dsn, "table": table, "max_connections": max_connections,
-            "pool_timeout": pool_timeout, "gc_batch_size": gc_batch_size,
+            "pool_timeout": pool_timeout, "operation_timeout": operation_timeout,
+            "gc_batch_size": gc_batch_size,
             "create_table": create_table, "pool": pool, "async_pool": async_pool,
         })
 
@@ -249,9 +254,11 @@ class SQLProvider(BaseProvider):
         """Apply ``providerConfig``: a DSN, a JSON object or a mapping of options.
 
         Options: ``dsn``, ``table``, ``maxConnections``, ``poolTimeout`` (seconds),
-        ``gcBatchSize``, ``createTable``, and ``pool`` / ``asyncPool`` (pools the
-        application owns and closes). An empty ``providerConfig`` keeps the settings the
-        provider was constructed with.
+        ``operationTimeout`` (seconds one operation may take in all — pool wait, connect,
+        statement, default 5 — past which it fails with
+        :class:`~websession.StoreUnavailableError`), ``gcBatchSize``, ``createTable``, and
+        ``pool`` / ``asyncPool`` (pools the application owns and closes). An empty
+        ``providerConfig`` keeps the settings the provider was constructed with.
         """
         if config in ("", None):
             if self.dsn is None and self.pool is None and self.async_pool is None:
@@ -274,6 +281,9 @@ class SQLProvider(BaseProvider):
             self.max_connections = _positive("maxConnections", options["max_connections"])
         if "pool_timeout" in options:
             self.pool_timeout = _positive("poolTimeout", options["pool_timeout"], float)
+        if "operation_timeout" in options:
+            self.operation_timeout = _positive("operationTimeout",
+                                               options["operation_timeout"], float)
         if "gc_batch_size" in options:
             self.gc_batch_size = _positive("gcBatchSize", options["gc_batch_size"])
         if "create_table" in options:
@@ -344,27 +354,50 @@ class SQLProvider(BaseProvider):
         """The name of the lock that serialises ``user``'s binds in this table."""
         return f"websession:{self.table}:{user}"
 
+    def _arm(self, conn: Any, deadline: float, /) -> None:
+        """Bound what ``conn`` does next by ``deadline`` (a :func:`time.monotonic` time),
+        for a driver whose waits only it can bound; an asyncio driver's are bounded by
+        cancellation, so by default nothing is done."""
+
     # -- borrowing connections ----------------------------------------------------------
+
+    # One deadline per operation, operationTimeout from its start: the pool's wait, a
+    # connect and the statements all end by then. Blocking drivers are bounded by what
+    # each step is given (the pool's wait, the connect timeout, _arm); asyncio ones by
+    # cancellation at the deadline, and a connection cancelled mid-statement is discarded.
 
     def _run(self, plan: _PlanOn[T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         """Run ``plan`` on a borrowed connection, blocking."""
-        return run(self._borrowing(self._sync_lender(), self._setup_lock, plan, args, kwargs))
+        deadline = time.monotonic() + self.operation_timeout
+        return run(self._borrowing(self._sync_lender(), self._setup_lock, deadline, plan,
+                                   args, kwargs))
 
     async def _arun(self, plan: _PlanOn[T], args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> T:
         """Run ``plan`` on a borrowed connection of the running loop's pool."""
-        return await arun(self._borrowing(
-            self._async_lender(), self._async_setup_locks.get(), plan, args, kwargs))
+        deadline = time.monotonic() + self.operation_timeout
+        try:
+            async with asyncio.timeout(self.operation_timeout) as within:
+                return await arun(self._borrowing(
+                    self._async_lender(), self._async_setup_locks.get(), deadline, plan,
+                    args, kwargs))
+        except TimeoutError:
+            if not within.expired():
+                raise
+            raise TimeoutError(f"no answer within operationTimeout "
+                               f"({self.operation_timeout:g} s)") from None
 
-    def _borrowing(self, lender: Lender[Any], setup_lock: Any, plan: _PlanOn[T],
-                   args: tuple[Any, ...], kwargs: dict[str, Any]) -> Plan[T]:
+    def _borrowing(self, lender: Lender[Any], setup_lock: Any, deadline: float,
+                   plan: _PlanOn[T], args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> Plan[T]:
         """``plan(self, conn, *args, **kwargs)`` on a connection from ``lender``, given back
         (discarded if it failed mid-statement) whatever happens; the table is created first
-        if need be."""
+        if need be. All of it ends by ``deadline``."""
         conn = lender.try_acquire()
         if conn is None:
-            conn = yield from lender.acquire()
+            conn = yield from lender.acquire(deadline)
         try:
+            self._arm(conn, deadline)
             if not self._ready:
                 yield from self._set_up(conn, setup_lock)
             result = yield from plan(self, conn, *args, **kwargs)
@@ -487,6 +520,8 @@ class SQLProvider(BaseProvider):
         params = {"now": time.time(), "batch": self.gc_batch_size}
         removed = 0
         while True:
+            # A pass may be long; each batch (one statement) is one operation's worth.
+            self._arm(conn, time.monotonic() + self.operation_timeout)
             affected: int = yield from self._statement(conn, (self.statements.gc, params, AFFECTED))
             removed += affected
             if affected < self.gc_batch_size:

@@ -1,7 +1,7 @@
 """The file provider: one file per session under a directory, as in the seed.
 
 ``Manager("file", {..., "ProviderConfig": "./tmp"})`` — ``ProviderConfig`` is the
-directory, or an object ``{"path": "./tmp", "fsync": true, "timeout": "5s"}``.
+directory, or an object ``{"path": "./tmp", "fsync": true, "operationTimeout": "5s"}``.
 
 Layout: ``<dir>/<last two hex digits of the ID>/<ID>``: 256 subdirectories, so ten million
 sessions make about 40,000 files per directory. The file's modification time *is* the
@@ -30,7 +30,7 @@ Safety:
 * Every check-then-write (create only if absent, update only at the expected version,
   touch, delete, GC) holds an exclusive ``flock`` on the subdirectory's lock file, so
   several processes serving the same sessions (gunicorn workers) lose nothing. Waiting
-  for it is bounded by ``timeout`` (default 5 s): past it,
+  for it is bounded by ``operationTimeout`` (default 5 s): past it,
   :class:`~websession.StoreUnavailableError`. GC takes it in short batches, so a large
   sweep never holds it for long.
 * Reads take no lock: ``fstat``, one ``pread`` of the whole file, ``fstat`` again. If the
@@ -265,20 +265,24 @@ class FileProvider(BaseProvider):
         self.close()  # descriptors of a previous directory
 
     def configure(self, config: Any) -> None:
-        """A directory (the seed's form), or ``{"path": ..., "fsync": true, "timeout": 5}``
-        (``timeout``: seconds or a Go duration such as ``"500ms"``)."""
+        """A directory (the seed's form), or ``{"path": ..., "fsync": true,
+        "operationTimeout": 5}`` (the lock wait's bound: seconds or a Go duration such as
+        ``"500ms"``; ``timeout`` is the same key)."""
         if isinstance(config, str) and not config.lstrip().startswith("{"):
             if config or not self.path:
                 self._set_path(config)
             return
         options = parse_options(config, {"path": str, "fsync": bool,
+                                         "operation_timeout": (int, float, str),
                                          "timeout": (int, float, str)}, provider="file")
         if "path" in options or not self.path:
             self._set_path(options.get("path", ""))
         self.fsync = options.get("fsync", self.fsync)
-        if "timeout" in options:
-            self.timeout = parse_duration(options["timeout"], key="timeout",
-                                          where="providerConfig for 'file'")
+        # operationTimeout, as every server provider spells it; timeout, its first name.
+        for key in ("timeout", "operation_timeout"):
+            if key in options:
+                self.timeout = parse_duration(options[key], key=key,
+                                              where="providerConfig for 'file'")
 
     # -- directories and locks --------------------------------------------------------
 

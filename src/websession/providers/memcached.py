@@ -85,7 +85,14 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from .._loops import LoopLocal
 from .._plans import Plan, adrive, drive
-from ._options import parse_address, parse_duration, parse_options
+from ._options import (
+    DEFAULT_OPERATION_TIMEOUT,
+    OPERATION_TIMEOUT_KEY,
+    parse_address,
+    parse_duration,
+    parse_operation_timeout,
+    parse_options,
+)
 
 __all__ = ["MemcachedOptions", "MemcachedProvider", "parse_memcached_config"]
 
@@ -120,6 +127,20 @@ class MemcachedOptions:
     connect_timeout: float = 5.0
     #: Connections per server of each event loop's async clients (callers beyond it wait).
     pool_size: int = 100
+    #: Seconds one command may take in all (connect, wait for a pooled connection, send,
+    #: receive); the tighter of this and ``timeout``/``connectTimeout`` applies.
+    operation_timeout: float = DEFAULT_OPERATION_TIMEOUT
+
+    @property
+    def command_timeout(self) -> float:
+        """Seconds a command may take: ``timeout``, within ``operationTimeout``."""
+        return min(self.timeout, self.operation_timeout)
+
+    @property
+    def open_timeout(self) -> float:
+        """Seconds a connection may take to open: ``connectTimeout``, within
+        ``operationTimeout``."""
+        return min(self.connect_timeout, self.operation_timeout)
 
 
 _KNOWN: dict[str, type | tuple[type, ...]] = {
@@ -128,6 +149,7 @@ _KNOWN: dict[str, type | tuple[type, ...]] = {
     "timeout": (int, float, str),
     "connectTimeout": (int, float, str),
     "poolSize": int,
+    OPERATION_TIMEOUT_KEY: (int, float, str),
 }
 
 
@@ -160,7 +182,9 @@ def parse_memcached_config(config: Any) -> MemcachedOptions:
     (``"127.0.0.1:11211;127.0.0.1:11212"``); or a JSON object / mapping with ``servers``
     (that string or a list of ``host:port``), ``keyPrefix`` (default ``"websession:"``),
     ``timeout`` and ``connectTimeout`` (seconds or Go durations, default 5 s) and
-    ``poolSize`` (async connections per server and event loop, default 100). Keys match
+    ``poolSize`` (async connections per server and event loop, default 100) and
+    ``operationTimeout`` (seconds or a Go duration one command may take in all, pool wait
+    and connect included, default 5; the tighter of it and the other two applies). Keys match
     case-insensitively, with or without underscores. Errors name the key at fault.
     """
     if config is None or (isinstance(config, str) and not config.strip()):
@@ -184,6 +208,9 @@ def parse_memcached_config(config: Any) -> MemcachedOptions:
         if raw["poolSize"] < 1:
             raise ConfigurationError(f"{_WHERE}: poolSize must be at least 1", key="poolSize")
         changes["pool_size"] = raw["poolSize"]
+    if OPERATION_TIMEOUT_KEY in raw:
+        changes["operation_timeout"] = parse_operation_timeout(raw[OPERATION_TIMEOUT_KEY],
+                                                               where=_WHERE)
     return replace(options, **changes)
 
 
@@ -327,8 +354,8 @@ class _SyncClients:
                 if client is None:
                     o = self.options
                     client = self._clients[server] = PooledClient(
-                        o.servers[server], connect_timeout=o.connect_timeout,
-                        timeout=o.timeout, no_delay=True, default_noreply=False)
+                        o.servers[server], connect_timeout=o.open_timeout,
+                        timeout=o.command_timeout, no_delay=True, default_noreply=False)
         return client
 
     def send(self, step: tuple[Any, ...]) -> Any:
@@ -381,7 +408,7 @@ class _AsyncClients:
         clients = self._clients.get()
         client = self._client(clients, server)
         try:
-            async with asyncio.timeout(self.options.timeout):
+            async with asyncio.timeout(self.options.command_timeout):
                 if command == "gets":
                     return await client.gets(key)
                 if command == "add":

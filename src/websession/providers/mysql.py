@@ -9,15 +9,20 @@
 * a URL, ``mysql://user:password@host:port/dbname?param=value`` (or ``mariadb://``);
 * a JSON object or a mapping: ``dsn``, ``table`` (default ``websession_sessions``),
   ``maxConnections`` (default 10), ``poolTimeout`` (seconds to wait for a free connection,
-  default 5), ``gcBatchSize`` (default 1000), ``createTable`` (default true), ``pool`` (a
-  :class:`MySQLPool` the application owns) and ``asyncPool`` (an ``aiomysql.Pool`` the
-  application owns; the provider never closes pools it did not open).
+  default 5), ``operationTimeout`` (seconds one operation may take in all: pool wait,
+  connect, statement; default 5), ``gcBatchSize`` (default 1000), ``createTable``
+  (default true), ``pool`` (a :class:`MySQLPool` the application owns) and ``asyncPool``
+  (an ``aiomysql.Pool`` the application owns; the provider never closes pools it did not
+  open).
 
 DSN parameters: ``charset``, ``collation`` (accepted; every column is binary),
 ``timeout`` / ``connect_timeout``, ``readTimeout`` / ``read_timeout``, ``writeTimeout`` /
 ``write_timeout`` (Go durations such as ``5s``, or seconds), ``tls`` (``true``,
 ``skip-verify``, ``preferred``, ``false``: the default, as in Go), ``unix_socket``, and
 Go driver switches that mean nothing here (``parseTime``, ``loc``, ...), which are ignored.
+A session operation's reads and writes are bounded by what is left of its
+``operationTimeout`` instead of ``readTimeout``/``writeTimeout``, which still bound a
+:class:`MySQLPool`'s connections used directly.
 
 Drivers: PyMySQL (pure Python, maintained, no C toolchain needed; mysqlclient is faster
 but needs the MySQL client library to build) for blocking calls, and aiomysql (built on
@@ -62,6 +67,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
@@ -212,20 +218,41 @@ def _aiomysql() -> Any:
     return aiomysql
 
 
+def _shorter(limit: float | None, timeout: float | None) -> float | None:
+    return limit if timeout is None or (limit is not None and limit < timeout) else timeout
+
+
+def _connect(connect: Callable[..., Any], kwargs: dict[str, Any],
+             timeout: float | None) -> Plan[Any]:
+    """Open a connection, within ``timeout`` seconds if given: the TCP connect, and for
+    PyMySQL the hand-shake's reads and writes (asyncio connects are cancelled instead)."""
+    if timeout is not None:
+        kwargs = {**kwargs, "connect_timeout": _shorter(kwargs["connect_timeout"], timeout)}
+        for name in ("read_timeout", "write_timeout"):
+            if name in kwargs:
+                kwargs[name] = _shorter(kwargs[name], timeout)
+    return (yield partial(connect, **kwargs))
+
+
 def _connector(params: MySQLParams, *, asynchronous: bool) -> Connector[Any]:
     """How to open PyMySQL (blocking) or aiomysql (asyncio) connections with ``params``."""
     if asynchronous:
-        connect = partial(_aiomysql().connect, **params.kwargs(asynchronous=True))
-        return Connector(partial(call, connect), partial(call, _aio_close), _aio_usable,
-                         asynchronous=True)
-    connect = partial(pymysql.connect, **params.kwargs(asynchronous=False))
-    return Connector(partial(call, connect), partial(call, _close), _usable,
-                     asynchronous=False)
+        connect = partial(_connect, _aiomysql().connect, params.kwargs(asynchronous=True))
+        return Connector(connect, partial(call, _aio_close), _aio_usable, asynchronous=True)
+    connect = partial(_connect, pymysql.connect, params.kwargs(asynchronous=False))
+    return Connector(connect, partial(call, _close), _usable, asynchronous=False)
 
 
-async def _acquire_within(pool: Any, timeout: float) -> Any:
+def _arm(conn: Any, deadline: float) -> None:
+    # PyMySQL applies these to its socket before each read and write (asyncio ones are
+    # cancelled at the deadline instead).
+    if isinstance(conn, pymysql.connections.Connection):
+        conn._read_timeout = conn._write_timeout = max(deadline - time.monotonic(), 0.001)
+
+
+async def _acquire_within(pool: Any, limit: float, timeout: float | None) -> Any:
     # aiomysql waits for a free connection forever; a bounded wait is an outage.
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(_shorter(limit, timeout)):
         return await pool.acquire()
 
 
@@ -242,6 +269,14 @@ class MySQLPool(BlockingPool[Any]):
         super().__init__(_connector(params, asynchronous=False), max_size=max_size,
                          timeout=timeout)
         self.params = params
+
+    def acquire(self) -> Any:
+        """Borrow a connection, with the DSN's read and write timeouts (a provider's last
+        operation may have left its deadline's); give it back with :meth:`release`."""
+        conn = super().acquire()
+        conn._read_timeout, conn._write_timeout = (self.params.read_timeout,
+                                                   self.params.write_timeout)
+        return conn
 
 
 def _quote(parts: tuple[str, ...]) -> str:
@@ -372,3 +407,4 @@ class MySQLProvider(SQLProvider):
     # The driver's halves of SQLProvider's borrowing, as plain functions above.
     _statement = staticmethod(_statement)
     _reusable = staticmethod(_reusable)
+    _arm = staticmethod(_arm)

@@ -9,10 +9,11 @@
   libpq's defaults and ``PG*`` environment variables;
 * a JSON object or a mapping: ``dsn``, ``table`` (default ``websession_sessions``, or
   ``schema.table``), ``maxConnections`` (default 10), ``poolTimeout`` (seconds to wait for
-  a connection, default 5), ``gcBatchSize`` (default 1000), ``createTable`` (default
-  true), ``pool`` (a ``psycopg_pool.ConnectionPool`` the application owns) and
-  ``asyncPool`` (a ``psycopg_pool.AsyncConnectionPool``; the provider never closes pools
-  it did not open).
+  a connection, default 5), ``operationTimeout`` (seconds one operation may take in all:
+  pool wait, connect, statement; default 5), ``gcBatchSize`` (default 1000),
+  ``createTable`` (default true), ``pool`` (a ``psycopg_pool.ConnectionPool`` the
+  application owns) and ``asyncPool`` (a ``psycopg_pool.AsyncConnectionPool``; the
+  provider never closes pools it did not open).
 
 psycopg 3 serves both modes from one package, with the same method names, so one plan per
 operation serves both. Connections (autocommit: every primitive is one statement, hence
@@ -57,6 +58,8 @@ work instead of waiting on each other.
 
 from __future__ import annotations
 
+import threading
+import time
 from functools import partial
 from typing import Any
 
@@ -68,6 +71,7 @@ from .base import Record
 
 try:
     import psycopg
+    from psycopg import waiting
     from psycopg.conninfo import conninfo_to_dict
 except ImportError:  # pragma: no cover - exercised by the missing-driver test
     raise MissingDependencyError("postgresql", "postgres", "psycopg") from None
@@ -75,6 +79,88 @@ except ImportError:  # pragma: no cover - exercised by the missing-driver test
 __all__ = ["PostgresProvider"]
 
 _CONNECT_TIMEOUT = 5  # seconds, unless the DSN says otherwise
+_MIN_CONNECT_TIMEOUT = 2  # libpq's, and psycopg's: whole seconds, at least 2
+_WAIT_INTERVAL = 0.1  # psycopg's: how often a blocking wait lets signals in
+
+
+# psycopg waits on a statement without end, and on an interrupted (cancelled) asyncio
+# wait sends the server a cancel request and waits again, up to 10 s more: from a stalled
+# server neither ever comes. These connections' waits end by the deadline their
+# operation set (SQLProvider._arm), and a cancelled one just stops: the connection is
+# discarded. The blocking and asyncio classes are separate hierarchies whose wait is a
+# plain method in one and a coroutine in the other, so each override is two lines.
+
+
+def _until(deadline: float | None, timeout: float | None) -> float | None:
+    if deadline is None:
+        return timeout
+    left = max(deadline - time.monotonic(), 0.001)
+    return left if timeout is None or left < timeout else timeout
+
+
+class _Connection(psycopg.Connection[Any]):
+    """A blocking connection whose waits end by its operation's deadline."""
+
+    deadline: float | None = None
+
+    def wait(self, gen: Any, interval: float = _WAIT_INTERVAL,
+             timeout: float | None = None) -> Any:
+        return waiting.wait(gen, self.pgconn.socket, interval=interval,
+                            timeout=_until(self.deadline, timeout))
+
+
+class _AsyncConnection(psycopg.AsyncConnection[Any]):
+    """The asyncio twin of :class:`_Connection`."""
+
+    deadline: float | None = None
+
+    async def wait(self, gen: Any, interval: float = _WAIT_INTERVAL,
+                   timeout: float | None = None) -> Any:
+        return await waiting.wait_async(gen, self.pgconn.socket, interval=interval,
+                                        timeout=_until(self.deadline, timeout))
+
+
+def _open(kind: Any, dsn: str, connect_timeout: float, timeout: float | None = None) -> Any:
+    """``kind.connect`` (a coroutine, for asyncio), within ``timeout`` seconds if given."""
+    if timeout is not None and timeout < connect_timeout:
+        connect_timeout = timeout
+    connect = partial(kind.connect, dsn, autocommit=True,
+                      connect_timeout=max(_MIN_CONNECT_TIMEOUT, int(connect_timeout)))
+    if connect_timeout >= _MIN_CONNECT_TIMEOUT or kind is _AsyncConnection:
+        return connect()  # an asyncio connect is cancelled at the deadline
+    return _connect_within(connect, connect_timeout)
+
+
+def _connect_within(connect: Any, timeout: float) -> Any:
+    """``connect()`` given only ``timeout`` seconds, less than psycopg can be told: it
+    runs in a thread of its own, which closes the connection if it came too late."""
+    outcome: list[Any] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def attempt() -> None:
+        try:
+            result: Any = connect()
+        except BaseException as exc:
+            result = exc
+        with lock:
+            if not done.is_set():
+                outcome.append(result)
+                done.set()
+                return
+        if not isinstance(result, BaseException):
+            result.close()  # nobody waits for it any more
+
+    threading.Thread(target=attempt, name="websession-pg-connect", daemon=True).start()
+    done.wait(timeout)
+    with lock:
+        done.set()
+        if not outcome:
+            raise psycopg.errors.ConnectionTimeout("connection timeout expired "
+                                                   "(operationTimeout)")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
 
 
 class _Link:
@@ -109,9 +195,10 @@ def _reusable(link: _Link, exc: BaseException) -> bool:
 # serves both modes: its calls are awaited when the plan runs in an event loop.
 
 
-def _lend(take: Any) -> Plan[_Link]:
-    """A connection from ``take`` (connect, or an application pool's getconn)."""
-    return _Link((yield take))
+def _lend(take: Any, timeout: float | None) -> Plan[_Link]:
+    """A connection from ``take`` (connect, or an application pool's getconn), within
+    ``timeout`` seconds if given."""
+    return _Link((yield partial(take, timeout=timeout)))
 
 
 def _close(link: _Link) -> Plan[None]:
@@ -142,6 +229,12 @@ def _statement(link: _Link, step: Step) -> Plan[Any]:
     if fetch == CREATED:  # ON CONFLICT ... WHERE: no row when a live one was kept
         return cursor.rowcount == 1
     return None
+
+
+def _arm(link: _Link, deadline: float) -> None:
+    conn = link.conn
+    if type(conn) is _Connection or type(conn) is _AsyncConnection:  # not an app pool's
+        conn.deadline = deadline
 
 
 def _quote(parts: tuple[str, ...]) -> str:
@@ -265,11 +358,16 @@ class PostgresProvider(SQLProvider):
 
     def connector(self, dsn: str, *, asynchronous: bool) -> Connector[Any]:
         """psycopg connections to ``dsn`` (autocommit), blocking or asyncio."""
-        options: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in conninfo_to_dict(dsn):
-            options["connect_timeout"] = _CONNECT_TIMEOUT
-        kind = psycopg.AsyncConnection if asynchronous else psycopg.Connection
-        return _connector(partial(kind.connect, dsn, **options), asynchronous=asynchronous)
+        try:
+            given = float(conninfo_to_dict(dsn).get("connect_timeout") or 0)
+        except ValueError:
+            raise ConfigurationError("providerConfig: the DSN's connect_timeout must be a "
+                                     "number of seconds", key="dsn") from None
+        # libpq: 0 or less is no timeout; our operations have one anyway.
+        connect_timeout = given if given > 0 else _CONNECT_TIMEOUT
+        kind = _AsyncConnection if asynchronous else _Connection
+        return _connector(partial(_open, kind, dsn, connect_timeout),
+                          asynchronous=asynchronous)
 
     def adopt_pool(self, pool: Any, *, asynchronous: bool) -> Lender[Any]:
         """Lend from a ``psycopg_pool.ConnectionPool`` (``AsyncConnectionPool`` for async)."""
@@ -290,3 +388,4 @@ class PostgresProvider(SQLProvider):
     # The driver's halves of SQLProvider's borrowing, as plain functions above.
     _statement = staticmethod(_statement)
     _reusable = staticmethod(_reusable)
+    _arm = staticmethod(_arm)

@@ -1,7 +1,10 @@
 """The SQLite provider: the embedded persistent default, on the standard library's sqlite3.
 
 ``Manager("sqlite", {..., "ProviderConfig": "./sessions.db"})`` — a database file, or an
-object ``{"path": "./sessions.db", "table": "websession_sessions"}``.
+object ``{"path": "./sessions.db", "table": "websession_sessions", "operationTimeout": 5}``.
+``operationTimeout`` (seconds or a Go duration, default 5) is how long a statement waits
+for another connection's write lock (SQLite's busy timeout) before it fails with
+:class:`~websession.StoreUnavailableError`.
 
 Schema, created if absent::
 
@@ -34,6 +37,7 @@ import time
 from typing import Any
 
 from ..exceptions import ConfigurationError
+from ._options import DEFAULT_OPERATION_TIMEOUT, OPERATION_TIMEOUT_KEY, parse_operation_timeout
 from .base import BaseProvider, Page, Record, parse_options
 
 __all__ = ["SQLiteProvider"]
@@ -43,12 +47,16 @@ GC_BATCH = 1000
 
 
 class SQLiteProvider(BaseProvider):
-    """Sessions in an SQLite database file; safe across threads and processes."""
+    """Sessions in an SQLite database file; safe across threads and processes.
+
+    ``busy_timeout`` (``operationTimeout`` in ``providerConfig``) is the longest a
+    statement waits for the write lock.
+    """
 
     unavailable_errors = (sqlite3.OperationalError,)
 
     def __init__(self, path: str = "", *, table: str = "websession_sessions",
-                 busy_timeout: float = 10.0) -> None:
+                 busy_timeout: float = DEFAULT_OPERATION_TIMEOUT) -> None:
         self.path = path
         self.table = table
         self.busy_timeout = busy_timeout
@@ -64,9 +72,14 @@ class SQLiteProvider(BaseProvider):
         if isinstance(config, str) and not config.lstrip().startswith("{"):
             self.path = config or self.path
         else:
-            options = parse_options(config, {"path": str, "table": str}, provider="sqlite")
+            options = parse_options(config, {"path": str, "table": str,
+                                             OPERATION_TIMEOUT_KEY: (int, float, str)},
+                                    provider="sqlite")
             self.path = options.get("path", self.path)
             self.table = options.get("table", self.table)
+            if OPERATION_TIMEOUT_KEY in options:
+                self.busy_timeout = parse_operation_timeout(
+                    options[OPERATION_TIMEOUT_KEY], where="providerConfig for 'sqlite'")
         self._check()
 
     def _check(self) -> None:
