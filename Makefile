@@ -48,7 +48,8 @@ bench: $(STAMP) services
 	$(PY) -m bench.ops_bench $(BENCH_FLAGS)
 	$(PY) -m bench.report
 
-# The long reliability suite (issue 9): uvicorn and gunicorn (4 workers) under load while
+# The long reliability suite (issue 9): the fuzz properties at 10,000 examples each, then
+# uvicorn and gunicorn (4 workers) under load while
 # private Redis, MariaDB and PostgreSQL servers are stalled (SIGSTOP) and killed (kill -9);
 # checks every response's counter and writes docs/reliability.md. About 10 minutes;
 # `make reliability RELIABILITY_FLAGS=--quick` for a smoke run. Installs the Debian servers
@@ -56,6 +57,7 @@ bench: $(STAMP) services
 RELIABILITY_FLAGS ?=
 reliability: $(STAMP)
 	@bash scripts/reliability_deps.sh
+	HYPOTHESIS_PROFILE=websession-long $(VENV)/bin/pytest -q -p no:cacheprovider tests/test_fuzz.py
 	$(PY) -m reliability $(RELIABILITY_FLAGS)
 
 clean:
