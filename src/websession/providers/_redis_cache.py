@@ -49,11 +49,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from .._plans import Plan
 from .base import Record
 
-__all__ = ["LEASE", "PING_INTERVAL", "CacheSettings", "RecordCache", "Tracker"]
+__all__ = ["LEASE", "PING_INTERVAL", "CacheSettings", "CachedPlans", "Commands", "RecordCache",
+           "Tracker"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("websession")
 
@@ -509,3 +513,107 @@ def _subscribe(sock: Any, prefix: bytes) -> None:
 def _command(*parts: bytes) -> bytes:
     return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p)
                                              for p in parts)
+
+
+# -- the primitives' plans, with the cache in front -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Commands:
+    """A Redis provider's uncached plans and value format, for :class:`CachedPlans` to
+    wrap: the read's raw reply, the record and idle span (ms) in it, the TTL (ms) of a
+    deadline, and the writes (``create``/``update`` given the TTL they store with)."""
+
+    read_reply: Callable[[str], Plan[Any]]
+    record_of: Callable[[Any], Record | None]
+    span_of: Callable[[Any], int]
+    ttl_of: Callable[[float], int]
+    create: Callable[[str, Record, int], Plan[bool]]
+    update: Callable[[str, Record, int, int], Plan[bool]]
+    touch: Callable[[str, float], Plan[bool]]
+    delete: Callable[[str], Plan[None]]
+
+
+class CachedPlans:
+    """The primitives' plans with a client-side cache in front: a hit is a plan that
+    sends nothing; every command on a key is a flight the cache checks before trusting
+    its result. Tracking starts on first use, in this process (a fork starts its own,
+    with an empty cache); ``connect`` and ``target`` are :class:`Tracker`'s."""
+
+    def __init__(self, settings: CacheSettings, commands: Commands, prefix: str,
+                 connect: Callable[[], Any], target: Callable[[], Any]) -> None:
+        self.settings = settings
+        self._commands = commands
+        self._prefix = prefix
+        self._connect = connect
+        self._target = target
+        self._tracker: Tracker | None = None
+
+    def cache(self) -> RecordCache:
+        """The running cache, tracking started (again, after a fork) if need be."""
+        tracker = self._tracker
+        if tracker is None or not tracker.current:
+            # Racing first uses may each start one: the last wins, the others stop.
+            tracker = Tracker(RecordCache(self.settings), self._connect, self._prefix,
+                              self._target)
+            previous, self._tracker = self._tracker, tracker
+            if previous is not None and previous.current:
+                previous.stop()
+        return tracker.cache
+
+    def stop(self) -> None:
+        """Stop tracking (the cache is flushed); the next use starts it again."""
+        tracker, self._tracker = self._tracker, None
+        if tracker is not None and tracker.current:
+            tracker.stop()
+
+    def read(self, key: str) -> Plan[Record | None]:
+        """A hit, or the read script with its result cached."""
+        cache = self.cache()
+        record = cache.get(key)
+        if record is not None:
+            return record
+        flight = cache.begin(key)
+        cached: tuple[Record | None, int, bool] = (None, 0, False)
+        commands = self._commands
+        try:
+            reply = yield from commands.read_reply(key)
+            record = commands.record_of(reply)
+            if record is not None:
+                # A read that moved the deadline wrote the key: its echo will come.
+                refreshed = record.refreshed
+                cached = (record._replace(refreshed=False), commands.span_of(reply), refreshed)
+            return record
+        finally:
+            cache.finish(key, flight, *cached)
+
+    def create(self, key: str, record: Record) -> Plan[bool]:
+        """``SET NX``; what it stored is cached."""
+        ttl = self._commands.ttl_of(record.expires_at)
+        return self._write(key, record, ttl, self._commands.create(key, record, ttl))
+
+    def update(self, key: str, record: Record, expected_version: int) -> Plan[bool]:
+        """The compare-and-set; what it stored is cached, a conflict evicts the key."""
+        ttl = self._commands.ttl_of(record.expires_at)
+        return self._write(key, record, ttl,
+                           self._commands.update(key, record, expected_version, ttl))
+
+    def touch(self, key: str, expires_at: float) -> Plan[bool]:
+        """The touch script; the key is evicted."""
+        return self._write(key, None, 0, self._commands.touch(key, expires_at))
+
+    def delete(self, key: str) -> Plan[None]:
+        """``DEL``; the key is evicted."""
+        yield from self._write(key, None, 0, self._commands.delete(key))
+
+    def _write(self, key: str, record: Record | None, ttl: int,
+               plan: Plan[T]) -> Plan[T]:
+        cache = self.cache()
+        flight = cache.begin(key)
+        stored = False
+        try:
+            result = yield from plan
+            stored = bool(result)
+            return result
+        finally:
+            cache.finish(key, flight, record if stored else None, ttl, stored)

@@ -23,7 +23,7 @@ configuration forms in :mod:`._redis_config`.
 ``redis`` and ``redis_sentinel`` cache records client-side by default
 (:mod:`._redis_cache`, ``client_cache``): a record this process read or wrote and nobody
 changed since is read without a round trip, so a changing request costs one (the
-compare-and-set). With the cache, the plans are :class:`_CachedPlans`'s: the same
+compare-and-set). With the cache, the plans are :class:`~._redis_cache.CachedPlans`'s: the same
 commands, each a *flight* the cache checks before trusting its result.
 """
 
@@ -45,7 +45,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise MissingDependencyError("redis", "redis", "redis") from exc
 
 from .._plans import Plan, adrive, drive
-from ._redis_cache import CacheSettings, RecordCache, Tracker
+from ._redis_cache import CachedPlans, Commands, RecordCache
 from ._redis_clients import (
     ASYNC,
     CLUSTER_UNAVAILABLE_ERRORS,
@@ -194,6 +194,20 @@ def _read(key: str) -> Plan[Record | None]:
     return _script_plan(_READ, key, (), _record)
 
 
+def _read_reply(key: str) -> Plan[Any]:
+    return _script_plan(_READ, key, (), _same)
+
+
+def _same(reply: Any) -> Any:
+    return reply
+
+
+def _reply_span(reply: Any) -> int:
+    """The idle span (ms) in a read's reply of a live record."""
+    value = reply[0] if reply.__class__ is list else reply
+    return int(value[:_SPAN_WIDTH])
+
+
 def _create(key: str, record: Record, ttl: int = 0) -> Plan[bool]:
     ttl = ttl or _ttl_ms(record.expires_at)
     return bool((yield ("SET", key, _value(record, ttl), "NX", "PX", ttl), NO_OPTIONS))
@@ -213,95 +227,6 @@ def _delete(key: str) -> Plan[None]:
     yield ("DEL", key), NO_OPTIONS
 
 
-def _span(value: bytes) -> int:
-    return int(value[:_SPAN_WIDTH])
-
-
-class _CachedPlans:
-    """The primitives' plans with a client-side cache in front (:mod:`._redis_cache`):
-    a hit is a plan that sends nothing; every command on a key is a flight the cache
-    checks before trusting its result. Tracking starts on first use, in this process
-    (a fork starts its own, with an empty cache)."""
-
-    def __init__(self, settings: CacheSettings, clients: RedisClients, prefix: str) -> None:
-        self.settings = settings
-        self._clients = clients
-        self._prefix = prefix
-        self._tracker: Tracker | None = None
-
-    def cache(self) -> RecordCache:
-        """The running cache, tracking started (again, after a fork) if need be."""
-        tracker = self._tracker
-        if tracker is None or not tracker.current:
-            # Racing first uses may each start one: the last wins, the others stop.
-            clients = self._clients
-            tracker = Tracker(RecordCache(self.settings), clients.tracking_connection,
-                              self._prefix, clients.tracking_target)
-            previous, self._tracker = self._tracker, tracker
-            if previous is not None and previous.current:
-                previous.stop()
-        return tracker.cache
-
-    def stop(self) -> None:
-        """Stop tracking (the cache is flushed); the next use starts it again."""
-        tracker, self._tracker = self._tracker, None
-        if tracker is not None and tracker.current:
-            tracker.stop()
-
-    def read(self, key: str) -> Plan[Record | None]:
-        """A hit, or the read script with its result cached."""
-        cache = self.cache()
-        record = cache.get(key)
-        if record is not None:
-            return record
-        flight = cache.begin(key)
-        cached: tuple[Record | None, int, bool] = (None, 0, False)
-        try:
-            reply = yield from _script_plan(_READ, key, (), _same)
-            record = _record(reply)
-            if record is not None:
-                refreshed = record.refreshed
-                cached = (record._replace(refreshed=False),
-                          _span(reply[0] if refreshed else reply), refreshed)
-            return record
-        finally:
-            cache.finish(key, flight, *cached)
-
-    def create(self, key: str, record: Record) -> Plan[bool]:
-        """``SET NX``; what it stored is cached."""
-        ttl = _ttl_ms(record.expires_at)
-        return self._write(key, record, ttl, _create(key, record, ttl))
-
-    def update(self, key: str, record: Record, expected_version: int) -> Plan[bool]:
-        """The compare-and-set; what it stored is cached, a conflict evicts the key."""
-        ttl = _ttl_ms(record.expires_at)
-        return self._write(key, record, ttl, _update(key, record, expected_version, ttl))
-
-    def touch(self, key: str, expires_at: float) -> Plan[bool]:
-        """The touch script; the key is evicted."""
-        return self._write(key, None, 0, _touch(key, expires_at))
-
-    def delete(self, key: str) -> Plan[None]:
-        """``DEL``; the key is evicted."""
-        yield from self._write(key, None, 0, _delete(key))
-
-    def _write(self, key: str, record: Record | None, ttl: int,
-               plan: Plan[T]) -> Plan[T]:
-        cache = self.cache()
-        flight = cache.begin(key)
-        stored = False
-        try:
-            result = yield from plan
-            stored = bool(result)
-            return result
-        finally:
-            cache.finish(key, flight, record if stored else None, ttl, stored)
-
-
-def _same(reply: Any) -> Any:
-    return reply
-
-
 class _Plain(NamedTuple):
     """The primitives' plans without a cache."""
 
@@ -313,6 +238,9 @@ class _Plain(NamedTuple):
 
 
 _PLAIN = _Plain(_read, _create, _update, _touch, _delete)
+#: The same commands and value format, for the client-side cache to wrap.
+_COMMANDS = Commands(_read_reply, _record, _reply_span, _ttl_ms, _create, _update, _touch,
+                     _delete)
 
 
 def _scan_command(pattern: str, cursor: int) -> tuple[Any, ...]:
@@ -378,7 +306,8 @@ class _RedisBase(RedisOps):
         self.key_prefix = options.key_prefix
         self._pattern = _match_pattern(options.key_prefix)
         self._clients = self.clients_class(options, type(self).__name__)
-        cached = _CachedPlans(options.client_cache, self._clients, options.key_prefix)
+        cached = CachedPlans(options.client_cache, _COMMANDS, options.key_prefix,
+                             self._clients.tracking_connection, self._clients.tracking_target)
         self._caching = cached if self._caches(options) else None
         plans = _PLAIN if self._caching is None else cached
         self._reading, self._creating, self._updating = plans.read, plans.create, plans.update
