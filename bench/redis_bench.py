@@ -37,8 +37,8 @@ import redis
 import redis.asyncio as aredis
 
 import websession
+from websession.providers._redis_commands import READ, UPDATE, value_of
 from websession.providers.base import Record
-from websession.providers.redis import _READ, _UPDATE, _value
 
 from . import asgi, wsgi
 from .client import CookieJar, RoundTripError, check_counter
@@ -118,16 +118,16 @@ def _commands_sync(redis_client: redis.Redis, key: str) -> Timer:
 
     def run(requests: int) -> float:
         client.delete(key)
-        client.script_load(_READ.source)
-        client.script_load(_UPDATE.source)
-        client.set(key, _value(Record(b"0", time.time() + 3600, 1), 3_600_000), px=3_600_000)
+        client.script_load(READ.source)
+        client.script_load(UPDATE.source)
+        client.set(key, value_of(Record(b"0", time.time() + 3600, 1), 3_600_000), px=3_600_000)
         started = time.perf_counter()
         for version in range(1, requests + 1):
-            value = client.execute_command("EVALSHA", _READ.sha, 1, key)
+            value = client.execute_command("EVALSHA", READ.sha, 1, key)
             count = int(value.rpartition(b":")[2]) + 1
             record = Record(b"%d" % count, time.time() + 3600, version + 1)
-            client.execute_command("EVALSHA", _UPDATE.sha, 1, key, b"%d:" % version,
-                                   _value(record, 3_600_000), 3_600_000)
+            client.execute_command("EVALSHA", UPDATE.sha, 1, key, b"%d:" % version,
+                                   value_of(record, 3_600_000), 3_600_000)
         elapsed = time.perf_counter() - started
         check_counter("redis-py, websession's commands", str(count).encode(), requests)
         return elapsed
@@ -138,17 +138,17 @@ def _commands_sync(redis_client: redis.Redis, key: str) -> Timer:
 async def _commands_async(redis_client: aredis.Redis, key: str, requests: int) -> float:
     client: Any = redis_client  # execute_command is untyped in redis-py
     await client.delete(key)
-    await client.script_load(_READ.source)
-    await client.script_load(_UPDATE.source)
-    await client.set(key, _value(Record(b"0", time.time() + 3600, 1), 3_600_000), px=3_600_000)
+    await client.script_load(READ.source)
+    await client.script_load(UPDATE.source)
+    await client.set(key, value_of(Record(b"0", time.time() + 3600, 1), 3_600_000), px=3_600_000)
     count = 0
     started = time.perf_counter()
     for version in range(1, requests + 1):
-        value = await client.execute_command("EVALSHA", _READ.sha, 1, key)
+        value = await client.execute_command("EVALSHA", READ.sha, 1, key)
         count = int(value.rpartition(b":")[2]) + 1
         record = Record(b"%d" % count, time.time() + 3600, version + 1)
-        await client.execute_command("EVALSHA", _UPDATE.sha, 1, key, b"%d:" % version,
-                                     _value(record, 3_600_000), 3_600_000)
+        await client.execute_command("EVALSHA", UPDATE.sha, 1, key, b"%d:" % version,
+                                     value_of(record, 3_600_000), 3_600_000)
     elapsed = time.perf_counter() - started
     check_counter("redis.asyncio, websession's commands", str(count).encode(), requests)
     return elapsed
@@ -614,11 +614,11 @@ def _staleness(url: str, tag: str, samples: int = 200) -> None:
     try:
         for version in range(1, samples + 1):
             record = Record(b"x", time.time() + 3600, version)
-            writer.set(key, _value(record, 3_600_000), px=3_600_000)
+            writer.set(key, value_of(record, 3_600_000), px=3_600_000)
             while reader.read(sid) != record:  # until the reader holds this version
                 pass
             newer = record._replace(version=version + 1)
-            writer.set(key, _value(newer, 3_600_000), px=3_600_000)
+            writer.set(key, value_of(newer, 3_600_000), px=3_600_000)
             written = time.perf_counter()
             # A cache lookup reads what has arrived first: it serves the old record
             # until the invalidation is there.

@@ -31,7 +31,7 @@ from tests.redis_servers import (
 )
 from tests.servers import require_server
 
-import websession.providers.redis as redis_provider
+import websession.providers._redis_commands as redis_commands
 from websession import (
     ASGISessionMiddleware,
     ConfigurationError,
@@ -734,7 +734,7 @@ def test_cluster_count_walks_each_master_to_its_end(
     redis_cluster: ClusterServers, prefix: str, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Pages of a few keys: every master needs several SCANs after the cluster-wide first.
-    monkeypatch.setattr(redis_provider, "SCAN_COUNT", 4)
+    monkeypatch.setattr(redis_commands, "SCAN_COUNT", 4)
     provider = RedisClusterProvider(redis_cluster.seeds, key_prefix=prefix)
     try:
         for i in range(90):

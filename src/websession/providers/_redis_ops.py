@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, NamedTuple, ParamSpec, TypeV
 from .._plans import Plan, adrive, drive
 from ..exceptions import SessionModeError
 from ._redis_clients import NO_OPTIONS, UNAVAILABLE_ERRORS, UNKNOWN_SCRIPT, ClusterClients
+from ._redis_commands import record_of, ttl_ms, value_of
 from .base import BaseProvider, Page, Record
 
 if TYPE_CHECKING:
@@ -234,11 +235,6 @@ class RedisOps(BaseProvider):
     options: Any
     #: How long the index keys live after a binding (ms): the manager's absolute lifetime.
     _index_span_ms: int = DEFAULT_INDEX_SPAN_MS
-    # The value format is the provider's (redis.py): a stored value as a live record (or
-    # None), a record's TTL in ms, and the value a record is stored as with that TTL.
-    _record_of: Callable[[Any], Record | None]
-    _ttl_of: Callable[[float], int]
-    _value_of: Callable[[Record, int], bytes]
 
     def adjust_config(self, config: ManagerConfig) -> ManagerConfig:
         """Learn the manager's absolute lifetime: no session bound outlives it, and the
@@ -280,7 +276,7 @@ class RedisOps(BaseProvider):
                 values.append((yield ("GET", key), NO_OPTIONS))
         else:
             values = yield ("MGET", *keys), NO_OPTIONS
-        return [self._record_of(value) for value in values]
+        return [record_of(value) for value in values]
 
     def _each(self, script: _Script, command: str, keys: list[str]) -> Plan[list[bool]]:
         """``command`` (EXISTS or DEL) on each of ``keys``: which answered 1."""
@@ -430,9 +426,9 @@ class RedisOps(BaseProvider):
         args: list[Any] = []
         span = self._index_span_ms
         for sid, record, _ in records:
-            ttl = self._ttl_of(record.expires_at)
+            ttl = ttl_ms(record.expires_at)
             keys.append(self.key_prefix + sid)
-            args += (self._value_of(record, ttl), ttl)
+            args += (value_of(record, ttl), ttl)
             span = max(span, ttl)
         bound = [(sid, user) for sid, _, user in records if user is not None]
         if self._spans_slots:

@@ -20,24 +20,22 @@ sync primitives run it over redis-py's blocking clients, their ``a``-prefixed tw
 ``redis.asyncio`` (no threads). The clients live in :mod:`._redis_clients`, the
 configuration forms in :mod:`._redis_config`.
 
+The value format and each primitive's commands live in :mod:`._redis_commands`.
 ``redis`` and ``redis_sentinel`` cache records client-side by default
 (:mod:`._redis_cache`, ``client_cache``): a record this process read or wrote and nobody
 changed since is read without a round trip, so a changing request costs one (the
-compare-and-set). With the cache, the plans are :class:`~._redis_cache.CachedPlans`'s: the same
-commands, each a *flight* the cache checks before trusting its result.
+compare-and-set). With the cache, the plans are :class:`~._redis_cache.CachedPlans`'s:
+the same commands, each a *flight* the cache checks before trusting its result.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar
 
 from ..exceptions import MissingDependencyError
-from .base import Record, dump_versioned, load_versioned
+from .base import Record
 
 try:
     import redis  # noqa: F401 - here, so that a missing driver fails naming the extra
@@ -45,17 +43,23 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise MissingDependencyError("redis", "redis", "redis") from exc
 
 from .._plans import Plan, adrive, drive
-from ._redis_cache import CachedPlans, Commands, RecordCache
+from ._redis_cache import CachedPlans, RecordCache
 from ._redis_clients import (
     ASYNC,
     CLUSTER_UNAVAILABLE_ERRORS,
     NO_OPTIONS,
     UNAVAILABLE_ERRORS,
-    UNKNOWN_SCRIPT,
     ClusterClients,
     RedisClients,
     SentinelClients,
     ServerClients,
+)
+from ._redis_commands import (
+    COMMANDS,
+    PLAIN,
+    match_pattern,
+    scan_command,
+    scan_plan,
 )
 from ._redis_config import (
     ClusterConfigParser,
@@ -73,195 +77,6 @@ __all__ = [
     "RedisSentinelProvider",
     "parse_redis_config",
 ]
-
-T = TypeVar("T")
-
-# Keys asked of each SCAN step: large enough that counting costs few round trips.
-SCAN_COUNT = 1000
-
-# -- the scripts --------------------------------------------------------------------------
-#
-# A value is "<span>:<version>:<deadline>:<payload>". The span is the TTL (ms) the last
-# write asked for — the session's idle window — in a fixed width, so that scripts read it
-# without a pattern match (this is the hot path: Lua string work costs more than the
-# commands). The deadline is the record's expiry exactly as the engine gave it (a float's
-# repr), so a record reads back as it was written; Redis enforces the TTL.
-
-_SPAN_WIDTH = 12  # milliseconds: up to 31 years
-_HEADER = _SPAN_WIDTH + 1  # the span and its colon; the version starts after it
-_MAX_SPAN = 999_999_999_999  # the widest span that fits
-
-# Read and refresh in one round trip. The TTL goes back to a full span only once a tenth
-# of it has passed (the engine's own refresh rule), so a busy session is not rewritten —
-# nor replicated, nor appended to the AOF — on every read; a TTL longer than the span (a
-# touch moved it) is never shortened. The deadline moves by what the TTL gained, and the
-# value comes back wrapped in a one-item array to say so (the common reply is unchanged).
-_READ_LUA = f"""
-local value = redis.call('GET', KEYS[1])
-if not value then return false end
-local span = tonumber(string.sub(value, 1, {_SPAN_WIDTH}))
-if not span then return value end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl >= 0 and ttl < span - math.floor(span / 10) then
-  local v_end = string.find(value, ':', {_HEADER + 1}, true)
-  local d_end = v_end and string.find(value, ':', v_end + 1, true)
-  if d_end then
-    local deadline = tonumber(string.sub(value, v_end + 1, d_end - 1)) + (span - ttl) / 1000
-    value = string.sub(value, 1, v_end) .. string.format('%.17g', deadline)
-      .. string.sub(value, d_end)
-    redis.call('SET', KEYS[1], value, 'PX', span)
-    return {{value}}
-  end
-end
-return value
-"""
-
-# Compare-and-set: write only over a live record whose version field is ARGV[1]
-# ("<version>:"). GETRANGE reads just that field, however large the session.
-_UPDATE_LUA = f"""
-if redis.call('GETRANGE', KEYS[1], {_HEADER}, {_HEADER - 1} + #ARGV[1]) ~= ARGV[1] then
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return 1
-"""
-
-# Move a live record's deadline: ARGV is the new deadline and its TTL in ms.
-_TOUCH_LUA = f"""
-local value = redis.call('GET', KEYS[1])
-if not value then return 0 end
-local v_end = string.find(value, ':', {_HEADER + 1}, true)
-local d_end = v_end and string.find(value, ':', v_end + 1, true)
-if not d_end then return 0 end
-redis.call('SET', KEYS[1], string.sub(value, 1, v_end) .. ARGV[1] .. string.sub(value, d_end),
-           'PX', ARGV[2])
-return 1
-"""
-
-
-class _Script(NamedTuple):
-    source: str
-    sha: str
-
-
-def _script(source: str) -> _Script:
-    return _Script(source, hashlib.sha1(source.encode()).hexdigest())
-
-
-_READ = _script(_READ_LUA)
-_UPDATE = _script(_UPDATE_LUA)
-_TOUCH = _script(_TOUCH_LUA)
-
-# -- records <-> Redis values -------------------------------------------------------------
-
-
-def _ttl_ms(expires_at: float) -> int:
-    # A deadline already past still gets a (1 ms) TTL: the stored deadline says it is
-    # gone, and one command stays one command.
-    return min(max(1, int((expires_at - time.time()) * 1000)), _MAX_SPAN)
-
-
-def _value(record: Record, ttl: int) -> bytes:
-    return b"%0*d:" % (_SPAN_WIDTH, ttl) + dump_versioned(record)
-
-
-def _record(reply: Any) -> Record | None:
-    """A read's reply as a live record; ``None`` if absent, expired or foreign."""
-    refreshed = reply.__class__ is list  # the read script moved the deadline
-    value = reply[0] if refreshed else reply
-    if value is None or value[_SPAN_WIDTH:_HEADER] != b":":
-        return None
-    # Past its deadline counts as absent: Redis may hold it for the last ms of its TTL.
-    return load_versioned(value[_HEADER:], refreshed)
-
-
-# -- the primitives, as plans -------------------------------------------------------------
-#
-# A step is (command, options): execute_command's arguments and keyword options (a
-# cluster's target node); RedisClients.send and .asend run it (see _redis_clients).
-
-
-def _script_plan(script: _Script, key: str, args: tuple[Any, ...],
-                 parse: Callable[[Any], T]) -> Plan[T]:
-    """Run ``script`` on ``key``; return its reply as ``parse`` reads it."""
-    reply = yield ("EVALSHA", script.sha, 1, key, *args), NO_OPTIONS
-    if reply is UNKNOWN_SCRIPT:  # first use on this server (or after a restart)
-        reply = yield ("EVAL", script.source, 1, key, *args), NO_OPTIONS
-    return parse(reply)
-
-
-def _read(key: str) -> Plan[Record | None]:
-    return _script_plan(_READ, key, (), _record)
-
-
-def _read_reply(key: str) -> Plan[Any]:
-    return _script_plan(_READ, key, (), _same)
-
-
-def _same(reply: Any) -> Any:
-    return reply
-
-
-def _reply_span(reply: Any) -> int:
-    """The idle span (ms) in a read's reply of a live record."""
-    value = reply[0] if reply.__class__ is list else reply
-    return int(value[:_SPAN_WIDTH])
-
-
-def _create(key: str, record: Record, ttl: int = 0) -> Plan[bool]:
-    ttl = ttl or _ttl_ms(record.expires_at)
-    return bool((yield ("SET", key, _value(record, ttl), "NX", "PX", ttl), NO_OPTIONS))
-
-
-def _update(key: str, record: Record, expected_version: int, ttl: int = 0) -> Plan[bool]:
-    ttl = ttl or _ttl_ms(record.expires_at)
-    args = (b"%d:" % expected_version, _value(record, ttl), ttl)
-    return _script_plan(_UPDATE, key, args, bool)  # the script answers 1 or 0
-
-
-def _touch(key: str, expires_at: float) -> Plan[bool]:
-    return _script_plan(_TOUCH, key, (repr(expires_at), _ttl_ms(expires_at)), bool)
-
-
-def _delete(key: str) -> Plan[None]:
-    yield ("DEL", key), NO_OPTIONS
-
-
-class _Plain(NamedTuple):
-    """The primitives' plans without a cache."""
-
-    read: Callable[[str], Plan[Record | None]]
-    create: Callable[..., Plan[bool]]
-    update: Callable[..., Plan[bool]]
-    touch: Callable[[str, float], Plan[bool]]
-    delete: Callable[[str], Plan[None]]
-
-
-_PLAIN = _Plain(_read, _create, _update, _touch, _delete)
-#: The same commands and value format, for the client-side cache to wrap.
-_COMMANDS = Commands(_read_reply, _record, _reply_span, _ttl_ms, _create, _update, _touch,
-                     _delete)
-
-
-def _scan_command(pattern: str, cursor: int) -> tuple[Any, ...]:
-    return "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT
-
-
-def _scan(pattern: str, cursor: int = 0, options: Mapping[str, Any] = NO_OPTIONS) -> Plan[int]:
-    """Count the keys matching ``pattern``, SCANning one server from ``cursor`` on."""
-    total = 0
-    while True:
-        cursor, keys = yield _scan_command(pattern, cursor), options
-        if isinstance(cursor, dict):  # a cluster's cursor is {node name: cursor}
-            (cursor,) = cursor.values()
-        total += len(keys)
-        if not int(cursor):
-            return total
-
-
-def _match_pattern(prefix: str) -> str:
-    return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
-
 
 # -- the providers ------------------------------------------------------------------------
 
@@ -283,10 +98,6 @@ class _RedisBase(RedisOps):
     config_parser: ClassVar[RedisConfigParser]
     #: Builds, holds and sends through this provider's clients.
     clients_class: ClassVar[type[RedisClients]]
-    # The value format, for the optional abilities (RedisOps).
-    _record_of = staticmethod(_record)
-    _ttl_of = staticmethod(_ttl_ms)
-    _value_of = staticmethod(_value)
 
     def __init__(self, config: Any = None, *, key_prefix: str | None = None) -> None:
         """``config`` is any ``providerConfig`` form (see :func:`parse_redis_config`) or a
@@ -304,12 +115,12 @@ class _RedisBase(RedisOps):
             options = replace(options, key_prefix=self._prefix_override)
         self.options = options
         self.key_prefix = options.key_prefix
-        self._pattern = _match_pattern(options.key_prefix)
+        self._pattern = match_pattern(options.key_prefix)
         self._clients = self.clients_class(options, type(self).__name__)
-        cached = CachedPlans(options.client_cache, _COMMANDS, options.key_prefix,
+        cached = CachedPlans(options.client_cache, COMMANDS, options.key_prefix,
                              self._clients.tracking_connection, self._clients.tracking_target)
         self._caching = cached if self._caches(options) else None
-        plans = _PLAIN if self._caching is None else cached
+        plans = PLAIN if self._caching is None else cached
         self._reading, self._creating, self._updating = plans.read, plans.create, plans.update
         self._touching, self._deleting = plans.touch, plans.delete
 
@@ -406,7 +217,7 @@ class _RedisBase(RedisOps):
     def _count(self, client: Callable[[], Any]) -> Plan[int]:
         """Count sessions; ``client()`` is the running mode's client (a cluster asks it
         for its masters)."""
-        return _scan(self._pattern)
+        return scan_plan(self._pattern)
 
     def count(self) -> int:
         """Count live sessions with ``SCAN MATCH prefix*``: O(keys in the database)."""
@@ -494,11 +305,11 @@ class RedisClusterProvider(_RedisBase):
     def _count(self, client: Callable[[], Any]) -> Plan[int]:
         # Without a target node, SCAN goes to every master at once, and a cold client
         # learns the topology first; each master with more keys is then walked alone.
-        cursors, keys = yield _scan_command(self._pattern, 0), NO_OPTIONS
+        cursors, keys = yield scan_command(self._pattern, 0), NO_OPTIONS
         total = len(keys)
         for node in client().get_primaries():
             if cursors.get(node.name):
-                total += yield from _scan(self._pattern, cursors[node.name],
+                total += yield from scan_plan(self._pattern, cursors[node.name],
                                           {"target_nodes": node})
         return total
 

@@ -1,0 +1,208 @@
+"""The Redis providers' value format and the commands each primitive sends, as plans
+(:mod:`websession._plans`) run by either mode's client (:mod:`._redis_clients`).
+
+A value is ``span:version:deadline:payload`` (see :mod:`.redis`); the read, the
+compare-and-set and the touch are Lua scripts sent by ``EVALSHA`` (``EVAL`` on a server
+that does not know them yet); create is ``SET NX PX``, delete ``DEL``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, TypeVar
+
+from .._plans import Plan
+from ._redis_cache import Commands
+from ._redis_clients import NO_OPTIONS, UNKNOWN_SCRIPT
+from .base import Record, dump_versioned, load_versioned
+
+T = TypeVar("T")
+
+# Keys asked of each SCAN step: large enough that counting costs few round trips.
+SCAN_COUNT = 1000
+
+# -- the scripts --------------------------------------------------------------------------
+#
+# A value is "<span>:<version>:<deadline>:<payload>". The span is the TTL (ms) the last
+# write asked for — the session's idle window — in a fixed width, so that scripts read it
+# without a pattern match (this is the hot path: Lua string work costs more than the
+# commands). The deadline is the record's expiry exactly as the engine gave it (a float's
+# repr), so a record reads back as it was written; Redis enforces the TTL.
+
+_SPAN_WIDTH = 12  # milliseconds: up to 31 years
+_HEADER = _SPAN_WIDTH + 1  # the span and its colon; the version starts after it
+_MAX_SPAN = 999_999_999_999  # the widest span that fits
+
+# Read and refresh in one round trip. The TTL goes back to a full span only once a tenth
+# of it has passed (the engine's own refresh rule), so a busy session is not rewritten —
+# nor replicated, nor appended to the AOF — on every read; a TTL longer than the span (a
+# touch moved it) is never shortened. The deadline moves by what the TTL gained, and the
+# value comes back wrapped in a one-item array to say so (the common reply is unchanged).
+_READ_LUA = f"""
+local value = redis.call('GET', KEYS[1])
+if not value then return false end
+local span = tonumber(string.sub(value, 1, {_SPAN_WIDTH}))
+if not span then return value end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl >= 0 and ttl < span - math.floor(span / 10) then
+  local v_end = string.find(value, ':', {_HEADER + 1}, true)
+  local d_end = v_end and string.find(value, ':', v_end + 1, true)
+  if d_end then
+    local deadline = tonumber(string.sub(value, v_end + 1, d_end - 1)) + (span - ttl) / 1000
+    value = string.sub(value, 1, v_end) .. string.format('%.17g', deadline)
+      .. string.sub(value, d_end)
+    redis.call('SET', KEYS[1], value, 'PX', span)
+    return {{value}}
+  end
+end
+return value
+"""
+
+# Compare-and-set: write only over a live record whose version field is ARGV[1]
+# ("<version>:"). GETRANGE reads just that field, however large the session.
+_UPDATE_LUA = f"""
+if redis.call('GETRANGE', KEYS[1], {_HEADER}, {_HEADER - 1} + #ARGV[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+# Move a live record's deadline: ARGV is the new deadline and its TTL in ms.
+_TOUCH_LUA = f"""
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+local v_end = string.find(value, ':', {_HEADER + 1}, true)
+local d_end = v_end and string.find(value, ':', v_end + 1, true)
+if not d_end then return 0 end
+redis.call('SET', KEYS[1], string.sub(value, 1, v_end) .. ARGV[1] .. string.sub(value, d_end),
+           'PX', ARGV[2])
+return 1
+"""
+
+
+class _Script(NamedTuple):
+    source: str
+    sha: str
+
+
+def _script(source: str) -> _Script:
+    return _Script(source, hashlib.sha1(source.encode()).hexdigest())
+
+
+READ = _script(_READ_LUA)
+UPDATE = _script(_UPDATE_LUA)
+_TOUCH = _script(_TOUCH_LUA)
+
+# -- records <-> Redis values -------------------------------------------------------------
+
+
+def ttl_ms(expires_at: float) -> int:
+    # A deadline already past still gets a (1 ms) TTL: the stored deadline says it is
+    # gone, and one command stays one command.
+    return min(max(1, int((expires_at - time.time()) * 1000)), _MAX_SPAN)
+
+
+def value_of(record: Record, ttl: int) -> bytes:
+    return b"%0*d:" % (_SPAN_WIDTH, ttl) + dump_versioned(record)
+
+
+def record_of(reply: Any) -> Record | None:
+    """A read's reply as a live record; ``None`` if absent, expired or foreign."""
+    refreshed = reply.__class__ is list  # the read script moved the deadline
+    value = reply[0] if refreshed else reply
+    if value is None or value[_SPAN_WIDTH:_HEADER] != b":":
+        return None
+    # Past its deadline counts as absent: Redis may hold it for the last ms of its TTL.
+    return load_versioned(value[_HEADER:], refreshed)
+
+
+# -- the primitives, as plans -------------------------------------------------------------
+#
+# A step is (command, options): execute_command's arguments and keyword options (a
+# cluster's target node); RedisClients.send and .asend run it (see _redis_clients).
+
+
+def _script_plan(script: _Script, key: str, args: tuple[Any, ...],
+                 parse: Callable[[Any], T]) -> Plan[T]:
+    """Run ``script`` on ``key``; return its reply as ``parse`` reads it."""
+    reply = yield ("EVALSHA", script.sha, 1, key, *args), NO_OPTIONS
+    if reply is UNKNOWN_SCRIPT:  # first use on this server (or after a restart)
+        reply = yield ("EVAL", script.source, 1, key, *args), NO_OPTIONS
+    return parse(reply)
+
+
+def _read(key: str) -> Plan[Record | None]:
+    return _script_plan(READ, key, (), record_of)
+
+
+def _read_reply(key: str) -> Plan[Any]:
+    return _script_plan(READ, key, (), _same)
+
+
+def _same(reply: Any) -> Any:
+    return reply
+
+
+def _reply_span(reply: Any) -> int:
+    """The idle span (ms) in a read's reply of a live record."""
+    value = reply[0] if reply.__class__ is list else reply
+    return int(value[:_SPAN_WIDTH])
+
+
+def _create(key: str, record: Record, ttl: int = 0) -> Plan[bool]:
+    ttl = ttl or ttl_ms(record.expires_at)
+    return bool((yield ("SET", key, value_of(record, ttl), "NX", "PX", ttl), NO_OPTIONS))
+
+
+def _update(key: str, record: Record, expected_version: int, ttl: int = 0) -> Plan[bool]:
+    ttl = ttl or ttl_ms(record.expires_at)
+    args = (b"%d:" % expected_version, value_of(record, ttl), ttl)
+    return _script_plan(UPDATE, key, args, bool)  # the script answers 1 or 0
+
+
+def _touch(key: str, expires_at: float) -> Plan[bool]:
+    return _script_plan(_TOUCH, key, (repr(expires_at), ttl_ms(expires_at)), bool)
+
+
+def _delete(key: str) -> Plan[None]:
+    yield ("DEL", key), NO_OPTIONS
+
+
+class _Plain(NamedTuple):
+    """The primitives' plans without a cache."""
+
+    read: Callable[[str], Plan[Record | None]]
+    create: Callable[..., Plan[bool]]
+    update: Callable[..., Plan[bool]]
+    touch: Callable[[str, float], Plan[bool]]
+    delete: Callable[[str], Plan[None]]
+
+
+PLAIN = _Plain(_read, _create, _update, _touch, _delete)
+#: The same commands and value format, for the client-side cache to wrap.
+COMMANDS = Commands(_read_reply, record_of, _reply_span, ttl_ms, _create, _update, _touch,
+                     _delete)
+
+
+def scan_command(pattern: str, cursor: int) -> tuple[Any, ...]:
+    return "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT
+
+
+def scan_plan(pattern: str, cursor: int = 0, options: Mapping[str, Any] = NO_OPTIONS) -> Plan[int]:
+    """Count the keys matching ``pattern``, SCANning one server from ``cursor`` on."""
+    total = 0
+    while True:
+        cursor, keys = yield scan_command(pattern, cursor), options
+        if isinstance(cursor, dict):  # a cluster's cursor is {node name: cursor}
+            (cursor,) = cursor.values()
+        total += len(keys)
+        if not int(cursor):
+            return total
+
+
+def match_pattern(prefix: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
