@@ -22,7 +22,6 @@ per-round ratios. Every round checks that the counter reached the number of requ
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import statistics
@@ -42,8 +41,16 @@ from websession.providers.base import Record
 
 from . import asgi, wsgi
 from .client import CookieJar, RoundTripError, check_counter
-from .results import Collector, add_argument
-from .runner import Result, Settings, Timer, measure, package_version, parse_counts
+from .results import Collector
+from .runner import (
+    Result,
+    Settings,
+    Timer,
+    measure,
+    package_version,
+    start_store_bench,
+    store_parser,
+)
 
 __all__ = ["main"]
 
@@ -653,36 +660,16 @@ def _cleanup(url: str, tag: str, beaker_before: set[bytes]) -> None:
 # -- entry point --------------------------------------------------------------------------
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.redis_bench",
-        description="websession's Redis provider against raw redis-py, Beaker and "
-                    "starsessions, on a real Redis.",
-    )
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL")
-    parser.add_argument("--quick", action="store_true", help="a short run")
-    parser.add_argument("--rounds", type=int, help="timed rounds per peer")
-    parser.add_argument("--requests", type=int, help="requests per round")
-    parser.add_argument("--check", action="store_true",
-                        help="exit with status 1 if a goal is missed")
-    add_argument(parser)
-    return parse_counts(parser, argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(argv)
-    base = QUICK if args.quick else FULL
-    settings = Settings(rounds=args.rounds or base.rounds,
-                        requests=args.requests or base.requests,
-                        warmup=min(base.warmup, args.requests or base.warmup))
-    try:
-        with redis.Redis.from_url(args.redis, socket_connect_timeout=2) as probe:
-            probe.ping()
-            server = probe.info("server")["redis_version"]
-            beaker_before = set(probe.scan_iter(match="beaker_cache:*", count=1000))
-    except redis.RedisError as exc:
-        print(f"Redis is not reachable at {args.redis}: {exc}", file=sys.stderr)
+    parser = store_parser("python -m bench.redis_bench",
+                          "websession's Redis provider against raw redis-py, Beaker and "
+                          "starsessions, on a real Redis.")
+    started = start_store_bench(parser, argv, FULL, QUICK)
+    if started is None:
         return 2
+    args, settings, server = started
+    with redis.Redis.from_url(args.redis, socket_connect_timeout=2) as probe:
+        beaker_before = set(probe.scan_iter(match="beaker_cache:*", count=1000))
     v = package_version
     print(f"websession {v('websession')} (redis-py {redis.__version__}, Redis {server})"
           f" vs Beaker {v('beaker')}, starsessions {v('starsessions')}"

@@ -573,6 +573,22 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def serve_until_stopped(server: ThreadingWSGIServer, banner: str) -> None:
+    """Say ``banner`` and where, serve until Ctrl-C (or SIGTERM, in the main thread), then
+    close the server: every flavour of the demo stops the same way."""
+    print(f"{banner} on {_url(server)} - press Ctrl-C to stop", flush=True)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("\nstopping", flush=True)
+    finally:
+        server.server_close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def _url(server: ThreadingWSGIServer) -> str:
     host, port = server.server_address[:2]
     host = host.decode() if isinstance(host, bytes) else str(host)
@@ -638,20 +654,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     manager.start_gc()  # the seed's `go globalSessions.GC()`
-    print(
-        f"websession demo ({provider} sessions) on {_url(server)} - press Ctrl-C to stop",
-        flush=True,
-    )
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("\nstopping", flush=True)
+        serve_until_stopped(server, f"websession demo ({provider} sessions)")
     finally:
-        server.server_close()
         manager.stop_gc()
         manager.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     return 0

@@ -20,9 +20,7 @@ import html
 import json
 import re
 import secrets
-import signal
 import sys
-import threading
 import time
 from contextlib import ExitStack
 from http import HTTPStatus
@@ -38,14 +36,13 @@ from .app import (
     MAX_BODY_BYTES,
     MAX_BURST,
     MAX_USERNAME_CHARS,
-    _interrupt,
     _login_page,
     _page,
     _same_origin,
     _session_page,
     _state,
-    _url,
     make_server,
+    serve_until_stopped,
 )
 from .assets import CSP
 
@@ -306,13 +303,5 @@ def serve(manager: Manager, host: str, port: int) -> None:
         app = make_app(manager, host, stack=stack)
         stack.callback(close_manager)
         server = make_server(host, port, app)
-        stack.callback(server.server_close)
-        print(f"websession demo (Django, {type(manager.provider).__name__}) on "
-              f"{_url(server)} - press Ctrl-C to stop", flush=True)
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGTERM, _interrupt)
-            stack.callback(signal.signal, signal.SIGTERM, previous)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            print("\nstopping", flush=True)
+        serve_until_stopped(server,
+                            f"websession demo (Django, {type(manager.provider).__name__})")

@@ -11,8 +11,6 @@ requests and the regenerate button work as in the WSGI demo.
 from __future__ import annotations
 
 import html
-import signal
-import threading
 import time
 from http import HTTPStatus
 
@@ -32,14 +30,13 @@ from .app import (
     MAX_BURST,
     MAX_USERNAME_CHARS,
     _HTTPError,
-    _interrupt,
     _login_page,
     _page,
     _same_origin,
     _session_page,
     _state,
-    _url,
     make_server,
+    serve_until_stopped,
 )
 from .assets import CSP
 
@@ -207,18 +204,10 @@ def serve(manager: Manager, host: str, port: int) -> None:
     try:
         server = make_server(host, port, make_app(own, type(own.provider).__name__))
         own.start_gc()
-        print(f"websession Flask demo on {_url(server)} - press Ctrl-C to stop", flush=True)
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
         try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            print("\nstopping", flush=True)
+            serve_until_stopped(server, "websession Flask demo")
         finally:
-            server.server_close()
             own.stop_gc()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
     finally:
         if own is not manager:
             own.close()

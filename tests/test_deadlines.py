@@ -357,6 +357,9 @@ def test_operation_timeout_is_a_sql_option_checked_by_name() -> None:
     provider = PostgresProvider()
     provider.configure({"dsn": "postgresql://u@127.0.0.1/db", "operationTimeout": 2.5})
     assert provider.operation_timeout == 2.5
+    # A Go duration, as every other provider (and the README) takes it.
+    provider.configure({"dsn": "postgresql://u@127.0.0.1/db", "operationTimeout": "750ms"})
+    assert provider.operation_timeout == 0.75
     with pytest.raises(ConfigurationError) as refused:
         MySQLProvider().configure({"dsn": "root:@tcp(127.0.0.1:3306)/test",
                                    "operation_timeout": -1})
@@ -387,7 +390,7 @@ def test_an_exhausted_application_pool_fails_within_the_deadline(
 
 def test_an_exhausted_async_application_pool_fails_within_the_deadline(
         private_postgres: PrivateServer) -> None:
-    psycopg_pool = pytest.importorskip("psycopg_pool")
+    import psycopg_pool  # the postgres extra's: a missing one must fail, never skip
 
     async def scenario() -> None:
         async with psycopg_pool.AsyncConnectionPool(private_postgres.dsn, min_size=1,

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 from .._loops import LoopLocal
 from .._plans import Plan
 from ..exceptions import ConfigurationError, UnsupportedOperationError
-from ._options import DEFAULT_OPERATION_TIMEOUT
+from ._options import DEFAULT_OPERATION_TIMEOUT, parse_operation_timeout
 from ._pool import Connector, Lender, Pool, arun, close_per_loop, run
 from .base import BaseProvider, Page, Record, parse_options
 
@@ -282,8 +282,8 @@ class SQLProvider(BaseProvider):
         if "pool_timeout" in options:
             self.pool_timeout = _positive("poolTimeout", options["pool_timeout"], float)
         if "operation_timeout" in options:
-            self.operation_timeout = _positive("operationTimeout",
-                                               options["operation_timeout"], float)
+            self.operation_timeout = parse_operation_timeout(options["operation_timeout"],
+                                                             where="providerConfig")
         if "gc_batch_size" in options:
             self.gc_batch_size = _positive("gcBatchSize", options["gc_batch_size"])
         if "create_table" in options:
