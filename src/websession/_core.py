@@ -254,8 +254,7 @@ class Engine(ABC):
                 return False
             state.start_fresh(self.ids.new(), expire_cookie=state.from_client)
         else:
-            state.adopt(decoded[0], decoded[1], record.version, record.expires_at,
-                        record.refreshed, decoded[2])
+            state.adopt(decoded, record)
         return True
 
     def user_of(self, data: dict[str, Any]) -> str | None:
@@ -814,9 +813,9 @@ class StoreEngine(Engine):
             return self._merge(state)
         # The merged data may hold another request's user.
         rebind = self.binds_users and (self.user_key in state.changes or state.cleared)
-        sid, record, version = args
+        sid, record, _ = args
         # A changed lifetime changes the cookie too (a Max-Age added or dropped).
-        state.committed(data, version + 1, record.expires_at,
+        state.committed(data, record,
                         state.lifetime_set or (self.cookie_lasts if state.lifetime is None
                                                else self.slides_cookie(state)))
         self.counters.saves += 1
@@ -866,7 +865,7 @@ class StoreEngine(Engine):
     def _stored(self, state: SessionState, record: Record, now: float, *, fresh: bool) -> None:
         """A new record holds ``state``'s session (``fresh``: a new session, not one moved
         to a new ID)."""
-        state.stored(state.sid, now, 1, record.expires_at)
+        state.stored(state.sid, now, record)
         if fresh:
             self.counters.created += 1
             if self.events.active:

@@ -125,12 +125,13 @@ class Manager:
         """
         cfg = self.config
         if asgi:
-            # HTTP/2 may split the Cookie header in several; they join with "; ".
-            raw = [value for name, value in req.get("headers", ()) if name == b"cookie"]
-            if not raw:
-                cookie_header = ""
-            else:
-                cookie_header = (raw[0] if len(raw) == 1 else b"; ".join(raw)).decode("latin-1")
+            # HTTP/2 may split the Cookie header in several; they join with "; ". (A loop,
+            # not a comprehension: every request runs it, and a comprehension is a call.)
+            raw = b""
+            for name, value in req.get("headers", ()):
+                if name == b"cookie":
+                    raw = raw + b"; " + value if raw else value
+            cookie_header = raw.decode("latin-1")
         else:
             cookie_header = req.get("HTTP_COOKIE", "")
         candidates = parse_cookie_values(cookie_header, cfg.cookie_name) if cookie_header else []

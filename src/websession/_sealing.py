@@ -72,7 +72,7 @@ class SealEngine(Engine):
         size = len(self.cookie(token, True, self.max_age(state)))
         if size > COOKIE_LIMIT:
             raise SessionTooLarge(size, COOKIE_LIMIT)
-        state.stored(token, created, version, record.expires_at)
+        state.stored(token, created, record)
 
     async def arelease(self, state: SessionState) -> None:
         """Same as :meth:`release`: sealing does no I/O."""

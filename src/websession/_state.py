@@ -9,7 +9,10 @@ other class writes these attributes. Other modules read them.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .providers.base import Record
 
 __all__ = ["DELETED", "Lifetime", "SessionState"]
 
@@ -91,16 +94,14 @@ class SessionState:
 
     # -- loading ----------------------------------------------------------------------
 
-    def adopt(self, created: float, data: dict[str, Any], version: int, expires_at: float,
-              refreshed: bool, lifetime: Lifetime | None) -> None:
-        """The store had this session: take its record's contents (and its own lifetime,
-        if it has one)."""
-        self.lifetime = lifetime
-        self.created = created
-        self.data = data
-        self.version = version
-        self.expires_at = expires_at
-        self.refreshed = refreshed
+    def adopt(self, decoded: tuple[float, dict[str, Any], Lifetime | None],
+              record: Record) -> None:
+        """The store had this session: take its record (``decoded``: its creation time,
+        data and own lifetime, if it has one)."""
+        self.created, self.data, self.lifetime = decoded
+        self.version = record.version
+        self.expires_at = record.expires_at
+        self.refreshed = record.refreshed
         self.is_new = False
         self.loaded = True
         self.settled = False  # the idle deadline may be due for a refresh
@@ -218,16 +219,16 @@ class SessionState:
 
     # -- saving -----------------------------------------------------------------------
 
-    def committed(self, data: dict[str, Any], version: int, expires_at: float,
-                  send_id: bool) -> None:
-        """The store (or the cookie) now holds ``data`` at ``version``, under this ID.
+    def committed(self, data: dict[str, Any], record: Record, send_id: bool) -> None:
+        """The store (or the cookie) now holds ``data`` as ``record`` (its version and
+        deadline), under this ID.
 
         ``send_id``: the response must carry the ID (a new one, or a persistent cookie
         whose ``Max-Age`` slides with the server's deadline).
         """
         self.data = data
-        self.version = version
-        self.expires_at = expires_at
+        self.version = record.version
+        self.expires_at = record.expires_at
         self.changes.clear()
         self.snapshots = None
         self.cleared = self.forced = self.lifetime_set = False
@@ -236,15 +237,15 @@ class SessionState:
             self.send_id = True
             self.expire_cookie = False
 
-    def stored(self, sid: str, created: float, version: int, expires_at: float) -> None:
-        """A new record (or sealed value) ``sid`` now holds the session: a new one, one
-        moved to a new ID, or a client-side session sealed afresh. The response carries
-        the new ID."""
+    def stored(self, sid: str, created: float, record: Record) -> None:
+        """``record``, under the new ID (or sealed value) ``sid``, now holds the session:
+        a new one, one moved to a new ID, or a client-side session sealed afresh. The
+        response carries the new ID."""
         self.sid = sid
         self.created = created
         self.is_new = False
         self.old_sid = None
-        self.committed(self.data, version, expires_at, True)
+        self.committed(self.data, record, True)
 
     def deadline_moved(self, expires_at: float, *, send_id: bool) -> None:
         """A refresh moved the idle deadline to ``expires_at`` (or found it current)."""

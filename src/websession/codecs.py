@@ -111,7 +111,8 @@ def _tag_dict(value: Mapping[Any, Any]) -> dict[str, Any]:
             except _Unstorable as exc:
                 exc.path.append(f"[{key!r}]")
                 raise
-    if len(out) == 1 and next(iter(out)).startswith(_TAG):
+    # With one entry, the loop's last key is the only one.
+    if len(out) == 1 and key.startswith(_TAG):
         # Escaped as pairs: an inner object would be untagged before this one is.
         return {" dict": [[key, item] for key, item in out.items()]}
     return out

@@ -68,7 +68,8 @@ def parse_cookie_values(header: str, name: str) -> list[str]:
         value = header[len(target) : end if end >= 0 else None]
         if "," not in value and (end < 0 or header.find(target, end) < 0):
             value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] == '"':
+            # (The membership test first: every request runs this, and IDs hold no quote.)
+            if '"' in value and len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
             return [value] if value else []
     values: list[str] = []

@@ -68,10 +68,10 @@ def _add_headers(message: Message, extra: list[tuple[str, str]]) -> None:
     headers = message.get("headers", ())
     if ("Cache-Control", "no-store") in extra:  # it replaces the application's caching
         headers = [h for h in headers if h[0].lower() != b"cache-control"]
-    message["headers"] = [
-        *headers,
-        *[_RAW_HEADERS.get(header) or _raw_header(header) for header in extra],
-    ]
+    out = [*headers]
+    for header in extra:  # (a loop, not a comprehension: a comprehension is a call)
+        out.append(_RAW_HEADERS.get(header) or _raw_header(header))
+    message["headers"] = out
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -94,7 +94,8 @@ class WSGISessionMiddleware:
         try:
             body = self.app(environ, start)
             if type(body) is list:  # already complete: save any late change now, no wrapper
-                save_late_changes()
+                if not failed:  # (save_late_changes, without the call: every request runs it)
+                    session.session_release()
                 return body
         except SESSION_ERRORS as exc:
             failed = True
