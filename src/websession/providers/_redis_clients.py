@@ -329,6 +329,9 @@ class RedisClients(ABC):
     #: :class:`_Shelf`): only over a pool that fails, rather than waits, when full, so
     #: that a caller finding it full can have them given back first.
     shelves: ClassVar[bool] = True
+    #: Whether asyncio connections keep a socket timeout as long as the deadline, in case
+    #: the cancellation at the deadline is lost.
+    socket_timeout_backstop: ClassVar[bool] = False
 
     def __init__(self, options: RedisOptions, owner: str) -> None:
         """``owner`` names the provider in errors."""
@@ -374,6 +377,12 @@ class RedisClients(ABC):
         for name in ("socket_timeout", "socket_connect_timeout"):  # a URL's too
             if not 0 < (kwargs[name] or 0) <= options.operation_timeout:
                 kwargs[name] = options.operation_timeout
+        if (driver is ASYNC and not self.socket_timeout_backstop
+                and kwargs["socket_timeout"] == options.operation_timeout):
+            # Every asyncio command is cancelled at its deadline (asend), so a socket
+            # timeout as long never fires first; redis-py would still arm a timer for
+            # each read and a task and a timer for each write.
+            kwargs["socket_timeout"] = None
         return kwargs
 
     def sync(self) -> Any:
@@ -706,6 +715,7 @@ class ClusterClients(RedisClients):
     """Clients of a Redis Cluster, discovered from its seed nodes."""
 
     direct = False  # a command goes to the node its key's slot names
+    socket_timeout_backstop = True  # its client can lose a cancellation (see execute)
 
     def __init__(self, options: RedisOptions, owner: str) -> None:
         super().__init__(options, owner)
