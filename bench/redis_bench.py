@@ -36,7 +36,7 @@ import redis
 import redis.asyncio as aredis
 
 import websession
-from websession.providers._redis_commands import READ, UPDATE, value_of
+from websession.providers._redis_commands import READ, UPDATE, update_args, value_of
 from websession.providers.base import Record
 
 from . import asgi, wsgi
@@ -133,8 +133,8 @@ def _commands_sync(redis_client: redis.Redis, key: str) -> Timer:
             value = client.execute_command("EVALSHA", READ.sha, 1, key)
             count = int(value.rpartition(b":")[2]) + 1
             record = Record(b"%d" % count, time.time() + 3600, version + 1)
-            client.execute_command("EVALSHA", UPDATE.sha, 1, key, b"%d:" % version,
-                                   value_of(record, 3_600_000), 3_600_000)
+            client.execute_command("EVALSHA", UPDATE.sha, 1, key,
+                                   *update_args(version, value_of(record, 3_600_000), 3_600_000))
         elapsed = time.perf_counter() - started
         check_counter("redis-py, websession's commands", str(count).encode(), requests)
         return elapsed
@@ -154,8 +154,9 @@ async def _commands_async(redis_client: aredis.Redis, key: str, requests: int) -
         value = await client.execute_command("EVALSHA", READ.sha, 1, key)
         count = int(value.rpartition(b":")[2]) + 1
         record = Record(b"%d" % count, time.time() + 3600, version + 1)
-        await client.execute_command("EVALSHA", UPDATE.sha, 1, key, b"%d:" % version,
-                                     value_of(record, 3_600_000), 3_600_000)
+        await client.execute_command("EVALSHA", UPDATE.sha, 1, key,
+                                     *update_args(version, value_of(record, 3_600_000),
+                                                  3_600_000))
     elapsed = time.perf_counter() - started
     check_counter("redis.asyncio, websession's commands", str(count).encode(), requests)
     return elapsed

@@ -66,9 +66,13 @@ return value
 """
 
 # Compare-and-set: write only over a live record whose version field is ARGV[1]
-# ("<version>:"). GETRANGE reads just that field, however large the session.
+# ("<version>:"). GETRANGE reads just that field, however large the session; the
+# client sends where it ends (ARGV[4]) and the start is a string, because a Lua number
+# passed to redis.call is formatted with sprintf("%.17g"): 43k instructions a call on
+# Redis 7.0 with the offsets computed in Lua, 39k without (a GET is 6k; the Lua set-up
+# alone, 21k). See update_args.
 _UPDATE_LUA = f"""
-if redis.call('GETRANGE', KEYS[1], {_HEADER}, {_HEADER - 1} + #ARGV[1]) ~= ARGV[1] then
+if redis.call('GETRANGE', KEYS[1], '{_HEADER}', ARGV[4]) ~= ARGV[1] then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
@@ -186,9 +190,16 @@ def _create(key: str, record: Record, ttl: int = 0) -> Plan[bool]:
     return bool((yield ("SET", key, value_of(record, ttl), "NX", "PX", ttl), NO_OPTIONS))
 
 
+def update_args(expected_version: int, value: bytes, ttl: int) -> tuple[Any, ...]:
+    """The compare-and-set script's ARGV: store ``value`` for ``ttl`` ms over the record
+    at ``expected_version``."""
+    expected = b"%d:" % expected_version
+    return expected, value, ttl, _HEADER - 1 + len(expected)
+
+
 def _update(key: str, record: Record, expected_version: int, ttl: int = 0) -> Plan[bool]:
     ttl = ttl or ttl_ms(record.expires_at)
-    args = (b"%d:" % expected_version, value_of(record, ttl), ttl)
+    args = update_args(expected_version, value_of(record, ttl), ttl)
     return _script_plan(UPDATE, key, args, bool)  # the script answers 1 or 0
 
 
