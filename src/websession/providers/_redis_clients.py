@@ -485,16 +485,15 @@ class RedisClients(ABC):
                 except MaxConnectionsError:
                     # Raised while taking a connection: the command was not sent. Pools
                     # fail, rather than wait, when full: a waiting pool (or a semaphore)
-                    # costs every command a lock round, while a full pool is rare. Then
-                    # the request path's shelved connections go back to the pool first;
-                    # only if it had none does a caller wait, polling, for up to
-                    # poolTimeout.
-                    if shelf is not None and drive(_unshelve(shelf)):
-                        continue
+                    # costs every command a lock round, while a full pool is rare. Only
+                    # then does a caller wait, polling, for up to poolTimeout; the
+                    # request path's shelved connections go back to the pool first, and
+                    # while there were some it tries again at once.
                     now = time.monotonic()
                     if now - start >= self.options.pool_timeout or now >= deadline:
                         raise self._pool_exhausted() from None
-                    time.sleep(_POOL_POLL)
+                    if shelf is None or not drive(_unshelve(shelf)):
+                        time.sleep(_POOL_POLL)
         finally:
             _DEADLINE.reset(token)
 
@@ -547,7 +546,9 @@ class RedisClients(ABC):
                 return await entry.client.execute_command(*command, **options)
             except MaxConnectionsError:
                 # Within the semaphore's bound, the pool is full only while the request
-                # path holds connections on its shelf: give them back, and try again.
+                # path holds connections on its shelf: give them back, and try again
+                # (until the shelf is empty, or the deadline cancels the loop: the shelf
+                # fills again only while other tasks run, so each turn awaits).
                 if shelf is None or not await adrive(_unshelve(shelf), _await):
                     raise
 
