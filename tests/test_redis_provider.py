@@ -29,7 +29,7 @@ from tests.redis_servers import (
     require_redis_binaries,
     wait_for,
 )
-from tests.servers import require_server
+from tests.servers import require_server, stopped
 
 import websession.providers._redis_commands as redis_commands
 from websession import (
@@ -417,26 +417,27 @@ def test_round_trips_through_wsgi(private_redis: RedisServer, command_log: Comma
         assert isinstance(manager.provider, RedisProvider)
         if cache:
             wait_live(manager.provider)
-        # Warm up: the connection's hand-shake, and each script's first use on this
-        # server (EVALSHA, NOSCRIPT, then EVAL: once per script and server start).
+        # Warm up: the connection's hand-shake, and the compare-and-set script's first use
+        # on this server (EVALSHA, NOSCRIPT, then EVAL: once per script and server start).
         manager.provider.read("0" * 32)
         manager.provider.update("0" * 32, Record(b"", time.time() + 1, 2), 1)
         warm_up = _data_commands(command_log)
-        assert warm_up[-4:] == ["EVALSHA", "EVAL", "EVALSHA", "EVAL"], warm_up
+        assert warm_up[-3:] == ["GET", "EVALSHA", "EVAL"], warm_up
         assert browser.get("/write") == b"1"  # a new session: nothing to read, one write
         assert _data_commands(command_log) == ["SET"]
         assert browser.get("/untouched") == b"untouched"
         assert _data_commands(command_log) == []
-        # Cached, what this process wrote reads for free, and a change costs its write.
+        # Cached, what this process wrote reads for free, and a change costs its write;
+        # uncached, a read is a GET until its refresh is due.
+        read = [] if cache else ["GET"]
         assert browser.get("/read") == b"1"
-        assert _data_commands(command_log) == ([] if cache else ["EVALSHA"])
+        assert _data_commands(command_log) == read
         assert browser.get("/write") == b"2"
-        assert _data_commands(command_log) == ["EVALSHA"] * (1 if cache else 2)
+        assert _data_commands(command_log) == [*read, "EVALSHA"]
         assert browser.get("/write") == b"3"
-        assert _data_commands(command_log) == ["EVALSHA"] * (1 if cache else 2)
+        assert _data_commands(command_log) == [*read, "EVALSHA"]
         # A new ID bound to nobody: the read, the new record and the old ID's deletion;
         # nothing for the user index.
-        read = [] if cache else ["EVALSHA"]
         assert browser.get("/login") == b"3"
         assert _data_commands(command_log) == [*read, "SET", "DEL"]
         # Bound to a user: the index's commands follow.
@@ -466,42 +467,48 @@ def test_round_trips_through_asgi(private_redis: RedisServer, command_log: Comma
             assert _data_commands(command_log) == ["SET"]
             assert await browser.aget("/untouched") == b"untouched"
             # Autoload reads the session of a request that sent an ID, used or not.
-            assert _data_commands(command_log) == (["EVALSHA"] if autoload and not cache
-                                                   else [])
+            read = [] if cache else ["GET"]
+            assert _data_commands(command_log) == (read if autoload else [])
             assert await browser.aget("/read") == b"1"
-            assert _data_commands(command_log) == ([] if cache else ["EVALSHA"])
+            assert _data_commands(command_log) == read
             assert await browser.aget("/write") == b"2"
-            assert _data_commands(command_log) == ["EVALSHA"] * (1 if cache else 2)
+            assert _data_commands(command_log) == [*read, "EVALSHA"]
         finally:
             await manager.aclose()
 
     asyncio.run(run())
 
 
-def test_a_read_refreshes_the_idle_deadline_in_its_one_round_trip(
+def test_a_read_refreshes_the_idle_deadline_once_it_is_due(
     private_redis: RedisServer, command_log: CommandLog
 ) -> None:
-    manager = Manager("redis", {**_config(private_redis, False), "maxLifetime": 1})
+    # A read is one GET until a tenth of the idle span has passed; then the read script
+    # moves the deadline (a second round trip, once per tenth of the span). A 2 s span:
+    # the requests expected before the refresh is due have 200 ms on a loaded machine.
+    manager = Manager("redis", {**_config(private_redis, False), "maxLifetime": 2})
     provider = manager.provider
     assert isinstance(provider, RedisProvider)
     browser = WSGIBrowser(WSGISessionMiddleware(_app_wsgi, manager))
     try:
+        with private_redis.client() as client:
+            client.script_load(redis_commands.READ.source)  # not its first use, below
         browser.get("/write")
         key = provider.key_prefix + browser.cookie.split("=", 1)[1]
-        browser.get("/read")  # the read script's first use on this server
         command_log.take()
         assert browser.get("/read") == b"1"  # just written: no refresh due yet
-        assert (command_log.take(), command_log.scripted) == (["EVALSHA"], ["GET", "PTTL"])
-        time.sleep(0.25)  # a quarter of the idle timeout: a refresh is due
+        assert (command_log.take(), command_log.scripted) == (["GET"], [])
+        time.sleep(0.5)  # a quarter of the idle timeout: a refresh is due
         assert browser.get("/read") == b"1"
-        assert command_log.take() == ["EVALSHA"]
+        assert command_log.take() == ["GET", "EVALSHA"]
         assert command_log.scripted == ["GET", "PTTL", "SET"]
+        assert browser.get("/read") == b"1"  # refreshed: a GET again
+        assert command_log.take() == ["GET"]
         with private_redis.client() as client:
-            assert 900 < client.pttl(key) <= 1000
+            assert 1800 < client.pttl(key) <= 2000
         for _ in range(3):  # read-only requests alone keep it alive past its first deadline
-            time.sleep(0.4)
+            time.sleep(0.8)
             assert browser.get("/read") == b"1"
-        time.sleep(1.1)
+        time.sleep(2.2)
         assert manager.get_active_session() == 0  # Redis expired it: no GC pass needed
         assert manager.gc() == 0
         assert browser.get("/read") == b"None"
@@ -540,6 +547,64 @@ def test_pool_is_bounded_and_callers_wait(private_redis: RedisServer) -> None:
         asyncio.run(many())
     finally:
         manager.close()
+
+
+def test_connections_kept_between_commands_go_back_when_the_pool_is_full(
+        private_redis: RedisServer) -> None:
+    # The request path keeps the connections it used for its next commands. With
+    # poolsize 2, two reads in flight at once (the server stalled) leave both kept: a
+    # command that goes the usual way (count's SCAN) must still get one at once, and no
+    # third connection is opened.
+    provider = RedisProvider({"save_path": f"{HOST}:{private_redis.port}", "poolsize": 2,
+                              "pool_timeout": 5, "client_cache": False})
+    assert private_redis.process is not None
+    pid = private_redis.process.pid
+
+    async def in_flight_twice() -> None:
+        with stopped(pid):
+            reads = [asyncio.ensure_future(provider.aread("0" * 32)) for _ in range(2)]
+            await asyncio.sleep(0.3)
+        assert await asyncio.gather(*reads) == [None, None]
+        started = time.monotonic()
+        assert await provider.acount() == 0
+        assert time.monotonic() - started < 1  # not pool_timeout
+        assert _clients(private_redis) == 2
+        await provider.aclose()
+
+    try:
+        with ThreadPoolExecutor(2) as threads, stopped(pid):
+            reads = [threads.submit(provider.read, "0" * 32) for _ in range(2)]
+            time.sleep(0.3)
+        assert [read.result() for read in reads] == [None, None]
+        started = time.monotonic()
+        assert provider.count() == 0
+        assert time.monotonic() - started < 1  # not pool_timeout
+        assert _clients(private_redis) == 2
+        provider.close()
+        asyncio.run(in_flight_twice())
+    finally:
+        provider.close()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_kept_connection_the_server_closed_costs_no_error(private_redis: RedisServer,
+                                                            mode: str) -> None:
+    # An idle connection the server closed (its timeout, CLIENT KILL, a Sentinel
+    # failover): the next command on it fails before any reply and goes again.
+    manager = Manager("redis", _config(private_redis, False))
+    with asyncio.Runner() as runner:
+        client = Client(manager, mode, runner if mode == "async" else None)
+        try:
+            client.roundtrip(user="ann", n=1)
+            with private_redis.client() as admin:
+                assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+            assert client.data() == {"user": "ann", "n": 1}
+            client.roundtrip(n=2)
+            assert client.data() == {"user": "ann", "n": 2}
+        finally:
+            if mode == "async":
+                runner.run(manager.aclose())
+            manager.close()
 
 
 def test_two_servers_of_one_app_lose_nothing(local_redis: str, prefix: str) -> None:

@@ -5,12 +5,15 @@ A session is one Redis string under ``key_prefix + sid``, holding
 ``span:version:deadline:payload`` and carrying a Redis TTL: Redis itself expires
 sessions, so :meth:`~RedisProvider.gc` has nothing to do. ``span`` is the idle window
 (milliseconds) the engine asked for at the last write; a read moves the TTL back to a full
-span in the same round trip, which is what lets a read-only request cost one round trip
-(see :attr:`~websession.providers.BaseProvider.refreshes_on_read`).
+span once a tenth of it has passed, itself, which is what lets a read-only request cost one
+round trip (see :attr:`~websession.providers.BaseProvider.refreshes_on_read`).
 
 Each primitive a request uses is one round trip, atomic on the server: ``SET NX PX``
-(create), a Lua compare-and-set (update), Lua read-and-refresh (read) and move-the-deadline
-(touch) scripts, ``DEL`` (delete). Scripts go by ``EVALSHA``; the first use of each on a
+(create), ``GET`` (read), a Lua compare-and-set (update) and move-the-deadline (touch)
+scripts, ``DEL`` (delete). A read whose stored deadline says the refresh is due sends the
+Lua read-and-refresh script after its ``GET`` (a second round trip, once per tenth of the
+idle span): a script costs the server several times a ``GET``, so the common read does
+without. Scripts go by ``EVALSHA``; the first use of each on a
 server (after a start or ``SCRIPT FLUSH``) costs one more round trip, the ``EVAL`` that
 caches it. A session is a single key, so any hash slot will do: nothing needs two keys in
 one slot, and regenerating an ID is create-then-delete, never ``RENAME``.
@@ -263,8 +266,9 @@ class RedisProvider(_RedisBase):
     ``poolsize`` (default 100) where callers wait up to ``pool_timeout`` seconds for a free
     connection rather than open more.
 
-    Round trips per request: none if the session is not used, one to read it (the read
-    also restores the idle deadline), one more to write it; with the client-side cache
+    Round trips per request: none if the session is not used, one to read it (two once a
+    tenth of the idle span has passed: the second restores the idle deadline), one more
+    to write it; with the client-side cache
     (the default), none to read a record this process read or wrote and nobody changed
     since, unless its idle refresh is due. :meth:`count`
     (``session_all``) walks the keyspace with ``SCAN``: O(keys in the database, not just
