@@ -100,6 +100,16 @@ class _Entry:
         self.expect = expect
 
 
+class _Due:
+    """The type of :data:`DUE`."""
+
+    __slots__ = ()
+
+
+#: What :meth:`RecordCache.get` answers for a cached record whose idle refresh is due.
+DUE = _Due()
+
+
 class _Flight:
     """Commands of this process on one key, in flight: whether another overlapped them,
     and how many invalidations of the key arrived meanwhile."""
@@ -140,9 +150,10 @@ class RecordCache:
 
     # -- the request path -----------------------------------------------------------------
 
-    def get(self, key: str) -> Record | None:
-        """The cached live record under ``key`` whose idle refresh is not yet due; else
-        ``None`` (read from the server)."""
+    def get(self, key: str) -> Record | _Due | None:
+        """The cached live record under ``key`` whose idle refresh is not yet due;
+        :data:`DUE` if its refresh is due (the server's read must move the deadline);
+        else ``None`` (read from the server)."""
         with self._lock:
             if self._sock is None:
                 self.misses += 1
@@ -150,10 +161,12 @@ class RecordCache:
             if self._poll.poll(0) or self._buffer:
                 self._drain()
             entry = self._entries.get(key)
-            if (entry is None or time.time() >= entry.refresh_at  # refresh due, or gone
-                    or time.monotonic() - self.heard > LEASE):
+            if entry is None or time.monotonic() - self.heard > LEASE:
                 self.misses += 1
                 return None
+            if time.time() >= entry.refresh_at:
+                self.misses += 1
+                return DUE
             self._entries.move_to_end(key)
             self.hits += 1
             return entry.record
@@ -524,7 +537,7 @@ class Commands:
     wrap: the read's raw reply, the record and idle span (ms) in it, the TTL (ms) of a
     deadline, and the writes (``create``/``update`` given the TTL they store with)."""
 
-    read_reply: Callable[[str], Plan[Any]]
+    read_reply: Callable[[str, bool], Plan[Any]]
     record_of: Callable[[Any], Record | None]
     span_of: Callable[[Any], int]
     ttl_of: Callable[[float], int]
@@ -570,14 +583,15 @@ class CachedPlans:
     def read(self, key: str) -> Plan[Record | None]:
         """A hit, or the read script with its result cached."""
         cache = self.cache()
-        record = cache.get(key)
-        if record is not None:
-            return record
+        hit = cache.get(key)
+        if isinstance(hit, Record):
+            return hit
         flight = cache.begin(key)
         cached: tuple[Record | None, int, bool] = (None, 0, False)
         commands = self._commands
         try:
-            reply = yield from commands.read_reply(key)
+            # A copy whose refresh is due: the read script at once, not a GET first.
+            reply = yield from commands.read_reply(key, hit is DUE)
             record = commands.record_of(reply)
             if record is not None:
                 # A read that moved the deadline wrote the key: its echo will come.

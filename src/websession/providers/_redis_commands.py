@@ -163,9 +163,12 @@ def _refresh_due(value: bytes) -> bool:
     return left_ms < span - span // 10
 
 
-def _read_reply(key: str) -> Plan[Any]:
+def _read_reply(key: str, due: bool = False) -> Plan[Any]:
     """``GET``; the read script instead when the refresh is due (a second round trip,
-    once per tenth of the idle span)."""
+    once per tenth of the idle span). ``due``: the caller knows it is (the client-side
+    cache's copy says so): the script alone."""
+    if due:
+        return (yield from _script_plan(READ, key, (), _same))
     value = yield ("GET", key), NO_OPTIONS
     if value is not None and _refresh_due(value):
         return (yield from _script_plan(READ, key, (), _same))
