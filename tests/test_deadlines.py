@@ -49,6 +49,7 @@ from websession import (
     StoreUnavailableError,
     WSGISessionMiddleware,
 )
+from websession._loops import cancellable
 from websession.providers._redis_cache import LEASE
 from websession.providers.base import BaseProvider
 from websession.providers.memcached import MemcachedProvider, parse_memcached_config
@@ -351,6 +352,50 @@ def test_a_stalled_sql_server_fails_every_request_within_the_deadline(
         with stopped(server.process.pid):
             stall.check_stalled()
         stall.check_recovered()
+
+
+class _LosesItsCancellation:
+    """What Python 3.11's asyncio.wait_for does inside aiomysql's connect when the socket
+    opens as the deadline's cancellation comes: the cancellation is lost, and the
+    hand-shake goes on waiting for a server that never answers."""
+
+    def __init__(self) -> None:
+        self.result: asyncio.Future[str] | None = None
+
+    async def work(self) -> str:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(60)
+        self.result = asyncio.get_running_loop().create_future()
+        return await self.result
+
+
+def test_a_driver_that_loses_its_cancellation_cannot_hold_a_request_past_the_deadline(
+        ) -> None:
+    # It hung make test twice: the stalled-MariaDB test's async load never came back.
+    driver = _LosesItsCancellation()
+    abandoned: list[str] = []
+
+    async def operation() -> None:
+        async with asyncio.timeout(0.2):
+            await cancellable(driver.work(), abandoned.append)
+
+    async def scenario() -> float:
+        began = time.monotonic()
+        task = asyncio.ensure_future(operation())
+        await asyncio.wait({task}, timeout=5)  # (not forever: without the fix, it hangs)
+        assert task.done(), "the operation outlived its deadline"
+        took = time.monotonic() - began
+        with pytest.raises(TimeoutError):
+            task.result()
+        # The server answers at last: the connection nobody waits for goes to `abandoned`.
+        while driver.result is None:
+            await asyncio.sleep(0.01)
+        driver.result.set_result("late connection")
+        await asyncio.sleep(0.01)
+        return took
+
+    assert asyncio.run(scenario()) < BOUND
+    assert abandoned == ["late connection"]
 
 
 def test_operation_timeout_is_a_sql_option_checked_by_name() -> None:

@@ -1,4 +1,5 @@
-"""Objects that belong to one event loop (asyncio locks, connection pools, clients).
+"""Objects that belong to one event loop (asyncio locks, connection pools, clients), and
+awaiting a driver that may lose a cancellation.
 
 An application has one loop, but tests and ``asyncio.run`` per job make a new one each
 time, and an asyncio object used from another loop fails. :class:`LoopLocal` keeps one
@@ -9,12 +10,40 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
-__all__ = ["LoopLocal"]
+__all__ = ["LoopLocal", "cancellable"]
 
 T = TypeVar("T")
+
+
+async def cancellable(work: Awaitable[T],
+                      abandoned: Callable[[T], object] | None = None) -> T:
+    """Await ``work`` in a task of its own, so that cancelling the caller (the deadline of
+    a store operation) ends the wait at once, whatever ``work`` does with its own
+    cancellation.
+
+    Some drivers lose a cancellation: Python 3.11's ``asyncio.wait_for`` (aiomysql's
+    connect) returns a result that arrives together with the cancellation, and redis-py's
+    cluster client retries after one; the caller would then wait, past its deadline, for
+    a server that may never answer. Here the caller's cancellation is its own: ``work`` is
+    cancelled too and left to end in the background; if it succeeds after all, its
+    result goes to ``abandoned`` (to close a connection nobody will use).
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.cancel()
+        task.add_done_callback(lambda done: _unwanted(done, abandoned))
+        raise
+
+
+def _unwanted(task: asyncio.Future[Any], abandoned: Callable[[Any], object] | None) -> None:
+    # The exception is retrieved either way: nobody waits for it any more.
+    if not task.cancelled() and task.exception() is None and abandoned is not None:
+        abandoned(task.result())
 
 
 class LoopLocal(Generic[T]):

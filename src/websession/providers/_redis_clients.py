@@ -45,7 +45,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import MaxConnectionsError, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .._loops import LoopLocal
+from .._loops import LoopLocal, cancellable
 from .._plans import Plan, adrive, drive
 from ..exceptions import SessionModeError
 
@@ -779,13 +779,7 @@ class ClusterClients(RedisClients):
         its deadline, then retry it (its retries are its own loop, which no retry object
         bounds) for seconds more; the request must not wait for that.
         """
-        task = asyncio.ensure_future(entry.client.execute_command(*command, **options))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.cancel()
-            task.add_done_callback(_outcome_unwanted)
-            raise
+        return await cancellable(entry.client.execute_command(*command, **options))
 
     async def prepare(self, client: Any) -> None:
         """Learn the cluster's topology first, once per client."""
@@ -799,9 +793,6 @@ class ClusterClients(RedisClients):
                     self._initialized.add(client)
 
 
-def _outcome_unwanted(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved: nobody waits for it any more
 
 
 class SentinelClients(RedisClients):

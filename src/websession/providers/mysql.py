@@ -72,6 +72,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+from .._loops import cancellable
 from .._plans import Plan
 from ..exceptions import ConfigurationError, MissingDependencyError
 from ._mysql_dsn import MySQLParams, parse_dsn
@@ -234,10 +235,17 @@ def _connect(connect: Callable[..., Any], kwargs: dict[str, Any],
     return (yield partial(connect, **kwargs))
 
 
+async def _aio_connect(**kwargs: Any) -> Any:
+    # aiomysql opens its socket with asyncio.wait_for, which on Python 3.11 loses a
+    # cancellation at the deadline that comes as the socket opens; the hand-shake then
+    # waits for a stalled server with no deadline at all.
+    return await cancellable(_aiomysql().connect(**kwargs), _close)
+
+
 def _connector(params: MySQLParams, *, asynchronous: bool) -> Connector[Any]:
     """How to open PyMySQL (blocking) or aiomysql (asyncio) connections with ``params``."""
     if asynchronous:
-        connect = partial(_connect, _aiomysql().connect, params.kwargs(asynchronous=True))
+        connect = partial(_connect, _aio_connect, params.kwargs(asynchronous=True))
         return Connector(connect, partial(call, _aio_close), _aio_usable, asynchronous=True)
     connect = partial(_connect, pymysql.connect, params.kwargs(asynchronous=False))
     return Connector(connect, partial(call, _close), _usable, asynchronous=False)
