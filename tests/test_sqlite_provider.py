@@ -76,7 +76,7 @@ def test_gc_deletes_in_batches_and_spares_live_rows(tmp_path: Path,
         provider.create(f"{i:032x}", Record(b"live", now + 3600, 1))
     time.sleep(0.1)
     statements: list[str] = []
-    provider._db().set_trace_callback(statements.append)
+    provider._db().db.set_trace_callback(statements.append)
     assert provider.gc() == 1050
     assert sum(s.startswith("DELETE") for s in statements) == 11
     assert provider.count() == 50
@@ -135,3 +135,43 @@ def test_a_locked_database_is_a_store_outage(tmp_path: Path) -> None:
     retry.session_release([])
     assert dict(manager.get_session_store(session.session_id())) == {"a": 1, "b": 2}
     manager.close()
+
+
+CLOSER = textwrap.dedent("""
+    import sys, threading, time
+    from websession.providers.base import Record
+    from websession.providers.sqlite import SQLiteProvider
+    provider = SQLiteProvider(sys.argv[1])
+    stop = time.monotonic() + float(sys.argv[2])
+    provider.create("a" * 32, Record(b"x" * 4096, time.time() + 3600, 1))
+    done = []
+
+    def work() -> None:
+        version = 1
+        while time.monotonic() < stop:
+            record = Record(b"y" * 4096, time.time() + 3600, version + 1)
+            if provider.update("a" * 32, record, version):
+                version += 1
+            else:
+                version = provider.read("a" * 32).version
+        done.append(version)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    while time.monotonic() < stop:
+        provider.close()  # an application shutting down while requests still run
+    for thread in threads:
+        thread.join()
+    print(len(done), provider.read("a" * 32).version)
+""")
+
+
+def test_close_while_other_threads_run_statements_does_not_crash(tmp_path: Path) -> None:
+    # Closing a connection another thread was running a statement on crashed the process
+    # (a segmentation fault in CPython's sqlite3, seen in make test).
+    result = subprocess.run([sys.executable, "-c", CLOSER, str(tmp_path / "s.db"), "3"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    threads, version = map(int, result.stdout.split())
+    assert threads == 4 and version > 1

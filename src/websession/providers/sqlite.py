@@ -34,7 +34,9 @@ import re
 import sqlite3
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from operator import attrgetter
+from typing import Any, TypeVar
 
 from ..exceptions import ConfigurationError
 from ._options import DEFAULT_OPERATION_TIMEOUT, OPERATION_TIMEOUT_KEY, parse_operation_timeout
@@ -44,6 +46,24 @@ __all__ = ["SQLiteProvider"]
 
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 GC_BATCH = 1000
+T = TypeVar("T")
+# What a statement's caller takes of its cursor.
+_ONE: Callable[[sqlite3.Cursor], Any] = sqlite3.Cursor.fetchone
+_ALL: Callable[[sqlite3.Cursor], list[Any]] = sqlite3.Cursor.fetchall
+_ROWCOUNT: Callable[[sqlite3.Cursor], int] = attrgetter("rowcount")
+
+
+class _Connection:
+    """One thread's connection, and the lock held while it runs a statement: :meth:`close`
+    (from another thread) takes it before closing, since closing a connection that
+    another thread is running a statement on crashes CPython's sqlite3."""
+
+    __slots__ = ("closed", "db", "in_use")
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.in_use = threading.Lock()
+        self.closed = False
 
 
 class SQLiteProvider(BaseProvider):
@@ -61,7 +81,7 @@ class SQLiteProvider(BaseProvider):
         self.table = table
         self.busy_timeout = busy_timeout
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[_Connection] = []
         self._lock = threading.Lock()
         self._ready = False
         if path:
@@ -122,19 +142,38 @@ class SQLiteProvider(BaseProvider):
                       "RETURNING sid",
         }
 
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
+    def _db(self) -> _Connection:
+        """This thread's connection."""
+        conn: _Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
             db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                  check_same_thread=False)
             db.execute("PRAGMA synchronous = NORMAL")
+            conn = _Connection(db)
             with self._lock:
                 if not self._ready:
                     self._setup(db)
                     self._ready = True
-                self._all.append(db)
-            self._local.db = db
-        return db
+                self._all.append(conn)
+            self._local.conn = conn
+        return conn
+
+    def _run(self, statement: str, params: tuple[Any, ...],
+             fetch: Callable[[sqlite3.Cursor], T]) -> T:
+        """Run one of :attr:`_sql`'s statements on this thread's connection; ``fetch``
+        takes what is needed of its cursor."""
+        sql = self._sql[statement]
+        return self._using(lambda db: fetch(db.execute(sql, params)))
+
+    def _using(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(connection)`` on this thread's connection, which no :meth:`close`
+        closes meanwhile."""
+        while True:
+            conn = self._db()
+            with conn.in_use:
+                if not conn.closed:
+                    return work(conn.db)
+            # close() came between: this thread's next connection
 
     def _setup(self, db: sqlite3.Connection) -> None:
         # WAL is a property of the database file: set once, it holds for every later
@@ -164,45 +203,37 @@ class SQLiteProvider(BaseProvider):
 
     def read(self, sid: str) -> Record | None:
         """One indexed SELECT."""
-        row = self._db().execute(self._sql["read"], (sid, time.time())).fetchone()
+        row = self._run("read", (sid, time.time()), _ONE)
         return None if row is None else Record(row[0], row[1], row[2])
 
     def create(self, sid: str, record: Record) -> bool:
         """INSERT, or replace an expired row; nothing if a live row exists."""
-        cursor = self._db().execute(
-            self._sql["create"],
-            (sid, record.payload, record.expires_at, record.version, time.time()),
-        )
-        return cursor.rowcount == 1
+        return self._run("create", (sid, record.payload, record.expires_at, record.version,
+                                    time.time()), _ROWCOUNT) == 1
 
     def update(self, sid: str, record: Record, expected_version: int) -> bool:
         """UPDATE only a live row at ``expected_version``."""
-        cursor = self._db().execute(
-            self._sql["update"],
-            (record.payload, record.expires_at, record.version, sid, expected_version,
-             time.time()),
-        )
-        return cursor.rowcount == 1
+        return self._run("update", (record.payload, record.expires_at, record.version, sid,
+                                    expected_version, time.time()), _ROWCOUNT) == 1
 
     def touch(self, sid: str, expires_at: float) -> bool:
         """Move a live row's deadline."""
-        cursor = self._db().execute(self._sql["touch"], (expires_at, sid, time.time()))
-        return cursor.rowcount == 1
+        return self._run("touch", (expires_at, sid, time.time()), _ROWCOUNT) == 1
 
     def delete(self, sid: str) -> None:
         """DELETE the row."""
-        self._db().execute(self._sql["delete"], (sid,))
+        self._run("delete", (sid,), _ROWCOUNT)
 
     def count(self) -> int:
         """Count live rows."""
-        count: int = self._db().execute(self._sql["count"], (time.time(),)).fetchone()[0]
+        count: int = self._run("count", (time.time(),), _ONE)[0]
         return count
 
     def gc(self) -> int:
         """Delete expired rows, a batch (one short write transaction) at a time."""
-        db, removed, now = self._db(), 0, time.time()
-        while True:
-            deleted = db.execute(self._sql["gc"], (now,)).rowcount
+        removed, now = 0, time.time()
+        while True:  # (the connection is free between batches: close may come)
+            deleted = self._run("gc", (now,), _ROWCOUNT)
             removed += deleted
             if deleted < GC_BATCH:
                 return removed
@@ -210,36 +241,40 @@ class SQLiteProvider(BaseProvider):
     def bind(self, sid: str, user: str | None, cap: int) -> list[str]:
         """Set the row's user, then delete that user's rows past ``cap`` (newest kept),
         in one write transaction: concurrent logins from any process take turns."""
-        db, now = self._db(), time.time()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            bound = db.execute(self._sql["bind"], (user, now, sid, now, user)).rowcount
-            evicted: list[str] = []
-            if bound and user is not None and cap > 0:
-                evicted = [row[0] for row in
-                           db.execute(self._sql["evict"], (user, now, cap)).fetchall()]
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return evicted
+        now = time.time()
+
+        def transaction(db: sqlite3.Connection) -> list[str]:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                bound = db.execute(self._sql["bind"], (user, now, sid, now, user)).rowcount
+                evicted: list[str] = []
+                if bound and user is not None and cap > 0:
+                    evicted = [row[0] for row in
+                               db.execute(self._sql["evict"], (user, now, cap)).fetchall()]
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return evicted
+
+        return self._using(transaction)
 
     def sessions_of(self, user: str) -> list[tuple[str, Record]]:
         """The user's live rows through the user index, oldest binding first."""
-        rows = self._db().execute(self._sql["sessions_of"], (user, time.time())).fetchall()
+        rows = self._run("sessions_of", (user, time.time()), _ALL)
         return [(row[0], Record(row[1], row[2], row[3])) for row in rows]
 
     def revoke_user(self, user: str, keep: str | None) -> list[str]:
         """Delete the user's rows except ``keep``: one statement."""
-        rows = self._db().execute(self._sql["revoke_user"], (user, keep)).fetchall()
+        rows = self._run("revoke_user", (user, keep), _ALL)
         return [row[0] for row in rows]
 
     def gc_ids(self) -> list[str]:
         """Delete expired rows in batches as :meth:`gc` does; return their IDs
         (``DELETE … RETURNING``, SQLite 3.35 and later)."""
-        db, ids, now = self._db(), [], time.time()
+        ids, now = [], time.time()
         while True:
-            batch = [row[0] for row in db.execute(self._sql["gc_ids"], (now,)).fetchall()]
+            batch = [row[0] for row in self._run("gc_ids", (now,), _ALL)]
             ids += batch
             if len(batch) < GC_BATCH:
                 return ids
@@ -249,9 +284,9 @@ class SQLiteProvider(BaseProvider):
         index range read per batch however deep the walk is (no OFFSET)."""
         now = time.time()
         if cursor is None:
-            rows = self._db().execute(self._sql["scan_first"], (now, batch)).fetchall()
+            rows = self._run("scan_first", (now, batch), _ALL)
         else:
-            rows = self._db().execute(self._sql["scan"], (cursor, now, batch)).fetchall()
+            rows = self._run("scan", (cursor, now, batch), _ALL)
         page = [(row[0], Record(row[1], row[2], row[3])) for row in rows]
         return Page(page, page[-1][0] if len(page) == batch else None)
 
@@ -259,6 +294,8 @@ class SQLiteProvider(BaseProvider):
         """Close every thread's connection."""
         with self._lock:
             connections, self._all = self._all, []
-        for db in connections:
-            db.close()
         self._local = threading.local()
+        for conn in connections:
+            with conn.in_use:  # a statement another thread is running ends first
+                conn.closed = True
+                conn.db.close()
