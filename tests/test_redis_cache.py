@@ -142,7 +142,7 @@ def test_a_stale_entry_costs_a_retry_never_an_update(local_redis: str, prefix: s
         cache = provider.client_cache
         assert cache is not None
         wait_for(lambda: _stats(provider)["entries"] == 0, 5, "the invalidation")
-        cache.finish(key, cache.begin(key), stale, 3_600_000)
+        cache.finish(key, cache.begin(key), stale, time.time() + 3600)  # refresh not due
         assert provider.read(sid) == stale
         assert browser.get("/write") == b"2"  # lost the compare-and-set, re-read, re-applied
         assert ours.stats()["conflicts"] == 1

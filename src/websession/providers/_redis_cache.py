@@ -86,16 +86,15 @@ class CacheSettings:
 
 
 class _Entry:
-    """A cached record, its idle span (ms), its cost in bytes, and how many invalidations
-    of this process's own writes are still to come for it."""
+    """A cached record, when its idle refresh is due, its cost in bytes, and how many
+    invalidations of this process's own writes are still to come for it."""
 
     __slots__ = ("expect", "record", "refresh_at", "size")
 
-    def __init__(self, record: Record, span: int, size: int, expect: int) -> None:
+    def __init__(self, record: Record, refresh_at: float, size: int, expect: int) -> None:
         self.record = record
-        # The server's read moves the deadline once a tenth of the span has passed; from
-        # then on a read must go to the server.
-        self.refresh_at = record.expires_at - (span - span // 10) / 1000
+        # From then on the server's read moves the deadline: a read must go to it.
+        self.refresh_at = refresh_at
         self.size = size
         self.expect = expect
 
@@ -185,10 +184,11 @@ class RecordCache:
             return flight
 
     def finish(self, key: str, flight: _Flight | None, record: Record | None = None,
-               span: int = 0, wrote: bool = False) -> None:
+               refresh_at: float = 0.0, wrote: bool = False) -> None:
         """The command on ``key`` begun with ``flight`` is over: cache ``record`` (the
         server's state after it; ``None``: unknown or absent) if nothing interfered, else
-        evict the key. ``wrote``: the command changed the key (an echo will come)."""
+        evict the key. ``refresh_at``: when a read of it must go to the server again (its
+        idle refresh is due). ``wrote``: the command changed the key (an echo will come)."""
         if flight is None:
             return
         with self._lock:
@@ -214,7 +214,7 @@ class RecordCache:
             # echoes of earlier writes still to come precede it.
             expect = (old.expect if old is not None else 0) + wrote - seen
             size = len(record.payload) + len(key) + _ENTRY_OVERHEAD
-            self._entries[key] = _Entry(record, span, size, expect)
+            self._entries[key] = _Entry(record, refresh_at, size, expect)
             self._bytes += size
             self.fills += 1
             self._trim()
@@ -534,12 +534,14 @@ def _command(*parts: bytes) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Commands:
     """A Redis provider's uncached plans and value format, for :class:`CachedPlans` to
-    wrap: the read's raw reply, the record and idle span (ms) in it, the TTL (ms) of a
-    deadline, and the writes (``create``/``update`` given the TTL they store with)."""
+    wrap: the read's raw reply, the record and idle span (ms) in it, when a record's idle
+    refresh is due (given its deadline and span), the TTL (ms) of a deadline, and the
+    writes (``create``/``update`` given the TTL they store with)."""
 
     read_reply: Callable[[str, bool], Plan[Any]]
     record_of: Callable[[Any], Record | None]
     span_of: Callable[[Any], int]
+    refresh_at: Callable[[float, int], float]
     ttl_of: Callable[[float], int]
     create: Callable[[str, Record, int], Plan[bool]]
     update: Callable[[str, Record, int, int], Plan[bool]]
@@ -587,7 +589,7 @@ class CachedPlans:
         if isinstance(hit, Record):
             return hit
         flight = cache.begin(key)
-        cached: tuple[Record | None, int, bool] = (None, 0, False)
+        cached: tuple[Record | None, float, bool] = (None, 0.0, False)
         commands = self._commands
         try:
             # A copy whose refresh is due: the read script at once, not a GET first.
@@ -596,7 +598,8 @@ class CachedPlans:
             if record is not None:
                 # A read that moved the deadline wrote the key: its echo will come.
                 refreshed = record.refreshed
-                cached = (record._replace(refreshed=False), commands.span_of(reply), refreshed)
+                due = commands.refresh_at(record.expires_at, commands.span_of(reply))
+                cached = (record._replace(refreshed=False), due, refreshed)
             return record
         finally:
             cache.finish(key, flight, *cached)
@@ -630,4 +633,5 @@ class CachedPlans:
             stored = bool(result)
             return result
         finally:
-            cache.finish(key, flight, record if stored else None, ttl, stored)
+            due = 0.0 if record is None else self._commands.refresh_at(record.expires_at, ttl)
+            cache.finish(key, flight, record if stored else None, due, stored)

@@ -144,11 +144,17 @@ def _script_plan(script: _Script, key: str, args: tuple[Any, ...],
     return parse(reply)
 
 
+def refresh_at(expires_at: float, span: int) -> float:
+    """When (Unix time) a read of a record whose deadline is ``expires_at`` and idle span
+    ``span`` ms must move the deadline: once a tenth of the span has passed (the read
+    script's rule, and the engine's)."""
+    return expires_at - (span - span // 10) / 1000
+
+
 def _refresh_due(value: bytes) -> bool:
-    """Whether a read of ``value`` should move its deadline: less than nine tenths of its
-    idle span left before the stored deadline (the read script's rule, with the deadline
-    standing in for the TTL: every write and touch sets both from it; between hosts, off
-    by their clocks' skew, which the engine's expiry already trusts)."""
+    """Whether a read of ``value`` should move its deadline (:func:`refresh_at`, with the
+    stored deadline standing in for the TTL: every write and touch sets both from it;
+    between hosts, off by their clocks' skew, which the engine's expiry already trusts)."""
     if value[_SPAN_WIDTH:_HEADER] != b":":
         return False  # foreign: the script would return it as it is
     v_end = value.find(b":", _HEADER)
@@ -156,11 +162,10 @@ def _refresh_due(value: bytes) -> bool:
     if d_end < 0:
         return False
     try:
-        left_ms = (float(value[v_end + 1:d_end]) - time.time()) * 1000
-        span = int(value[:_SPAN_WIDTH])
+        return time.time() >= refresh_at(float(value[v_end + 1:d_end]),
+                                         int(value[:_SPAN_WIDTH]))
     except ValueError:
         return False
-    return left_ms < span - span // 10
 
 
 def _read_reply(key: str, due: bool = False) -> Plan[Any]:
@@ -227,8 +232,8 @@ class _Plain(NamedTuple):
 
 PLAIN = _Plain(_read, _create, _update, _touch, _delete)
 #: The same commands and value format, for the client-side cache to wrap.
-COMMANDS = Commands(_read_reply, record_of, _reply_span, ttl_ms, _create, _update, _touch,
-                     _delete)
+COMMANDS = Commands(_read_reply, record_of, _reply_span, refresh_at, ttl_ms, _create, _update,
+                     _touch, _delete)
 
 
 def scan_command(pattern: str, cursor: int) -> tuple[Any, ...]:
