@@ -98,7 +98,14 @@ def _unsupported(value: Any) -> _Unstorable:
     )
 
 
-def _tag_dict(value: Mapping[Any, Any]) -> dict[str, Any]:
+def _tag_dict(value: Mapping[Any, Any]) -> Mapping[str, Any]:
+    for key, item in value.items():
+        if type(key) is not str or type(item) not in _PLAIN:
+            break
+    else:  # every value plain (most sessions): the mapping is its own JSON form, uncopied
+        if len(value) == 1 and key.startswith(_TAG):
+            return {" dict": [[key, item]]}  # escaped, as below
+        return value if type(value) is dict else dict(value)
     out = {}
     for key, item in value.items():
         if type(key) is not str:

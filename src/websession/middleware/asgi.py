@@ -47,15 +47,20 @@ __all__ = ["ASGISessionMiddleware"]
 
 # The message that starts a response, per scope type: the session is saved before it.
 _STARTS = {"http": "http.response.start", "websocket": "websocket.accept"}
+_START_MESSAGES = frozenset(_STARTS.values())
+# Where a response stands, in order: not started; the application's response started;
+# the application's own error response went out with its session unsaved; ours replaced it.
+_BEFORE, _STARTED, _UNSAVED, _ANSWERED = range(4)
 _RAW_NAMES = {"Vary": b"vary", "Set-Cookie": b"set-cookie", "Cache-Control": b"cache-control"}
 # Websocket close code 1013: "try again later".
 _TRY_AGAIN_LATER = 1013
 
 
-_RAW_HEADERS = {
-    ("Vary", "Cookie"): (b"vary", b"Cookie"),
-    ("Cache-Control", "no-store"): (b"cache-control", b"no-store"),
-}
+_VARY = ("Vary", "Cookie")
+_VARY_RAW = (b"vary", b"Cookie")
+#: What most responses get: the session was used, and there is no cookie to send.
+_VARY_ONLY = [_VARY]
+_RAW_HEADERS = {_VARY: _VARY_RAW, ("Cache-Control", "no-store"): (b"cache-control", b"no-store")}
 
 
 def _raw_header(header: tuple[str, str]) -> tuple[bytes, bytes]:
@@ -66,6 +71,9 @@ def _raw_header(header: tuple[str, str]) -> tuple[bytes, bytes]:
 def _add_headers(message: Message, extra: list[tuple[str, str]]) -> None:
     # A new list: the application may reuse its header list for other responses.
     headers = message.get("headers", ())
+    if extra == _VARY_ONLY:
+        message["headers"] = [*headers, _VARY_RAW]
+        return
     if ("Cache-Control", "no-store") in extra:  # it replaces the application's caching
         headers = [h for h in headers if h[0].lower() != b"cache-control"]
     out = [*headers]
@@ -119,35 +127,35 @@ class ASGISessionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the application with the connection's session, and save it."""
-        start = _STARTS.get(scope["type"])
-        if start is None:  # lifespan and anything else: no session
+        if scope["type"] not in _STARTS:  # lifespan and anything else: no session
             await self.app(scope, receive, send)
             return
         session = self.manager.session_start(scope)
         scope["session"] = session
-        # started: the application's response began; answered: ours replaced it;
-        # unsaved: the save failed and the application's own error response went out.
-        started = answered = unsaved = False
+        # Where the response stands (one variable, not three flags: each variable the send
+        # wrappers below share costs every request a cell).
+        phase = _BEFORE
 
         if not self._blocking:
             # Releasing does no I/O: a plain function can hand back send's awaitable, and
             # the session is saved (in memory) before the response starts.
             def send_now(message: Message) -> Awaitable[None]:
-                nonlocal started, answered, unsaved
-                if answered:
+                nonlocal phase
+                if phase == _ANSWERED:
                     return _nothing()
-                if message["type"] == start:
+                if message["type"] in _START_MESSAGES:
                     extra: list[tuple[str, str]] = []
                     try:
                         session.session_release(extra)
                     except SESSION_ERRORS as exc:
                         if not keeps_own_error(exc, message.get("status", 200)):
-                            answered = True
+                            phase = _ANSWERED
                             return self._answer(scope, send, exc)
-                        unsaved = True
+                        phase = _UNSAVED
                     if extra:
                         _add_headers(message, extra)
-                    started = True
+                    if phase == _BEFORE:
+                        phase = _STARTED
                 return send(message)
 
             app_send: Send = send_now
@@ -160,22 +168,23 @@ class ASGISessionMiddleware:
                     return
 
             async def send_after_save(message: Message) -> None:
-                nonlocal started, answered, unsaved
-                if answered:
+                nonlocal phase
+                if phase == _ANSWERED:
                     return
-                if message["type"] == start:
+                if message["type"] in _START_MESSAGES:
                     extra: list[tuple[str, str]] = []
                     try:
                         await session.asession_release(extra)
                     except SESSION_ERRORS as exc:
                         if not keeps_own_error(exc, message.get("status", 200)):
-                            answered = True
+                            phase = _ANSWERED
                             await self._answer(scope, send, exc)
                             return
-                        unsaved = True
+                        phase = _UNSAVED
                     if extra:
                         _add_headers(message, extra)
-                    started = True
+                    if phase == _BEFORE:
+                        phase = _STARTED
                 await send(message)
 
             app_send = send_after_save
@@ -183,11 +192,11 @@ class ASGISessionMiddleware:
         try:
             await self.app(scope, receive, app_send)
         except SESSION_ERRORS as exc:
-            if started or answered:
+            if phase != _BEFORE:
                 raise
             await self._answer(scope, send, exc)  # from a handler that loads or saves itself
             return
-        if answered or unsaved:
+        if phase >= _UNSAVED:  # answered already, or its save failed already
             return
         try:
             if self._blocking:
@@ -195,7 +204,7 @@ class ASGISessionMiddleware:
             else:
                 session.session_release()
         except SESSION_ERRORS as exc:
-            if started:
+            if phase == _STARTED:
                 log.error("session changes made after the response started were lost: %s",
                           exc, exc_info=exc)
             else:

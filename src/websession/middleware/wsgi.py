@@ -87,14 +87,10 @@ class WSGISessionMiddleware:
                     raise
             return start_response(status, headers, exc_info)
 
-        def save_late_changes() -> None:
-            if not failed:
-                session.session_release()
-
         try:
             body = self.app(environ, start)
             if type(body) is list:  # already complete: save any late change now, no wrapper
-                if not failed:  # (save_late_changes, without the call: every request runs it)
+                if not failed:
                     session.session_release()
                 return body
         except SESSION_ERRORS as exc:
@@ -106,8 +102,10 @@ class WSGISessionMiddleware:
             return [page]
 
         def save_after_body() -> None:
+            if failed:
+                return
             try:
-                save_late_changes()
+                session.session_release()
             except SESSION_ERRORS as exc:  # the response is out: nothing else to do
                 log.error("session changes made while the body streamed were lost: %s",
                           exc, exc_info=exc)
