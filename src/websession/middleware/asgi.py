@@ -125,6 +125,16 @@ class ASGISessionMiddleware:
                     "headers": [_raw_header(header) for header in headers]})
         await send({"type": "http.response.body", "body": body})
 
+    def _cannot_save(self, scope: Scope, send: Send, message: Message,
+                     exc: WebSessionError) -> tuple[int, Awaitable[None]]:
+        """The session could not be saved as the response starts with ``message``: the
+        application's own error response goes out without the session's headers
+        (``_UNSAVED``), or ours replaces it (``_ANSWERED``). Returns that phase, and the
+        sending to await."""
+        if keeps_own_error(exc, message.get("status", 200)):
+            return _UNSAVED, send(message)
+        return _ANSWERED, self._answer(scope, send, exc)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the application with the connection's session, and save it."""
         if scope["type"] not in _STARTS:  # lifespan and anything else: no session
@@ -136,30 +146,28 @@ class ASGISessionMiddleware:
         # wrappers below share costs every request a cell).
         phase = _BEFORE
 
-        if not self._blocking:
-            # Releasing does no I/O: a plain function can hand back send's awaitable, and
-            # the session is saved (in memory) before the response starts.
-            def send_now(message: Message) -> Awaitable[None]:
-                nonlocal phase
-                if phase == _ANSWERED:
-                    return _nothing()
-                if message["type"] in _START_MESSAGES:
-                    extra: list[tuple[str, str]] = []
-                    try:
-                        session.session_release(extra)
-                    except SESSION_ERRORS as exc:
-                        if not keeps_own_error(exc, message.get("status", 200)):
-                            phase = _ANSWERED
-                            return self._answer(scope, send, exc)
-                        phase = _UNSAVED
-                    if extra:
-                        _add_headers(message, extra)
-                    if phase == _BEFORE:
-                        phase = _STARTED
-                return send(message)
+        # send_now saves with the blocking call, which does no I/O for an in-process store
+        # (or once send_after_save has saved): a plain function can hand back send's
+        # awaitable, with no coroutine of its own on every send.
+        def send_now(message: Message) -> Awaitable[None]:
+            nonlocal phase
+            if phase == _ANSWERED:
+                return _nothing()
+            if message["type"] in _START_MESSAGES:
+                extra: list[tuple[str, str]] = []
+                try:
+                    session.session_release(extra)
+                except SESSION_ERRORS as exc:
+                    phase, sending = self._cannot_save(scope, send, message, exc)
+                    return sending
+                if extra:
+                    _add_headers(message, extra)
+                if phase == _BEFORE:
+                    phase = _STARTED
+            return send(message)
 
-            app_send: Send = send_now
-        else:
+        app_send: Send = send_now
+        if self._blocking:
             if self.autoload and not session.loaded:
                 try:
                     await session.aload()
@@ -168,24 +176,16 @@ class ASGISessionMiddleware:
                     return
 
             async def send_after_save(message: Message) -> None:
+                # The store's I/O, awaited here; then send_now has only the headers to add.
                 nonlocal phase
-                if phase == _ANSWERED:
-                    return
-                if message["type"] in _START_MESSAGES:
-                    extra: list[tuple[str, str]] = []
+                if phase != _ANSWERED and message["type"] in _START_MESSAGES:
                     try:
-                        await session.asession_release(extra)
+                        await session.asession_release()
                     except SESSION_ERRORS as exc:
-                        if not keeps_own_error(exc, message.get("status", 200)):
-                            phase = _ANSWERED
-                            await self._answer(scope, send, exc)
-                            return
-                        phase = _UNSAVED
-                    if extra:
-                        _add_headers(message, extra)
-                    if phase == _BEFORE:
-                        phase = _STARTED
-                await send(message)
+                        phase, sending = self._cannot_save(scope, send, message, exc)
+                        await sending
+                        return
+                await send_now(message)
 
             app_send = send_after_save
 

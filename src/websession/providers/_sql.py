@@ -58,6 +58,19 @@ NOTHING, ROW, AFFECTED, CREATED, ROWS = range(5)
 #: and what the plan wants back.
 Step = tuple[str, Mapping[str, Any] | None, int]
 
+
+def fetched(cursor: Any, fetch: int) -> Plan[Any]:
+    """What ``fetch`` asks of a DB-API ``cursor`` that ran a statement: its first row,
+    every row, the number of rows affected, or nothing. (``CREATED`` is each driver's
+    own: the drivers tell a kept row in different ways.)"""
+    if fetch == ROW:
+        return (yield cursor.fetchone)
+    if fetch == ROWS:
+        return (yield cursor.fetchall)
+    if fetch == AFFECTED:
+        return cursor.rowcount
+    return None
+
 #: One of :class:`SQLProvider`'s plans: ``plan(provider, conn, *args, **kwargs)``.
 _PlanOn = Callable[..., Plan[T]]
 

@@ -86,7 +86,7 @@ from ._pool import (
     call,
     idle_socket_broken,
 )
-from ._sql import AFFECTED, CREATED, ROW, ROWS, SQLProvider, Statements, Step, portable_statements
+from ._sql import CREATED, SQLProvider, Statements, Step, fetched, portable_statements
 from .base import Record
 
 try:
@@ -200,15 +200,9 @@ def _statement(conn: Any, step: Step) -> Plan[Any]:
             attempt += 1
     if not conn.get_autocommit():  # an application's pool may not autocommit
         yield conn.commit
-    if fetch == ROW:
-        return (yield cursor.fetchone)
-    if fetch == ROWS:
-        return (yield cursor.fetchall)
-    if fetch == AFFECTED:
-        return cursor.rowcount
     if fetch == CREATED:  # see the module docstring: LAST_INSERT_ID(1) means "kept"
         return cursor.lastrowid == 0
-    return None
+    return (yield from fetched(cursor, fetch))
 
 
 def _aiomysql() -> Any:

@@ -66,7 +66,7 @@ from typing import Any
 from .._plans import Plan
 from ..exceptions import ConfigurationError, MissingDependencyError
 from ._pool import AppPool, Connector, Lender, idle_socket_broken
-from ._sql import AFFECTED, CREATED, ROW, ROWS, SQLProvider, Statements, Step, portable_statements
+from ._sql import CREATED, SQLProvider, Statements, Step, fetched, portable_statements
 from .base import Record
 
 try:
@@ -220,15 +220,9 @@ def _statement(link: _Link, step: Step) -> Plan[Any]:
     yield partial(cursor.execute, sql, params)
     if not conn.autocommit:  # an application's pool may not autocommit
         yield conn.commit
-    if fetch == ROW:
-        return (yield cursor.fetchone)
-    if fetch == ROWS:
-        return (yield cursor.fetchall)
-    if fetch == AFFECTED:
-        return cursor.rowcount
     if fetch == CREATED:  # ON CONFLICT ... WHERE: no row when a live one was kept
         return cursor.rowcount == 1
-    return None
+    return (yield from fetched(cursor, fetch))
 
 
 def _arm(link: _Link, deadline: float) -> None:
