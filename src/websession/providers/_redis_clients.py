@@ -793,8 +793,6 @@ class ClusterClients(RedisClients):
                     self._initialized.add(client)
 
 
-
-
 class SentinelClients(RedisClients):
     """Clients of the master that the sentinels name, following it over failovers."""
 

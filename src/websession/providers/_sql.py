@@ -71,6 +71,7 @@ def fetched(cursor: Any, fetch: int) -> Plan[Any]:
         return cursor.rowcount
     return None
 
+
 #: One of :class:`SQLProvider`'s plans: ``plan(provider, conn, *args, **kwargs)``.
 _PlanOn = Callable[..., Plan[T]]
 
